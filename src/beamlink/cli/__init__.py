@@ -1,0 +1,1 @@
+"""The ``beamlink`` command (Typer + Rich): one module per noun. Nothing imports from here."""

@@ -1,0 +1,229 @@
+"""The one exception hierarchy of beamlink.
+
+Every error that crosses a boundary (API, SDK, CLI, agent protocol) is one of these classes. Each class has
+a stable ``code`` (a string clients may switch on) and the HTTP ``status`` the API answers with. The API
+body is always ``{"code": ..., "message": ..., "details": ...}``; the SDK turns such a body back into the
+same class with :func:`error_from_payload`, so ``except NotFound`` works the same in service code and in
+user code.
+
+::
+
+    BeamlinkError (500 INTERNAL_ERROR)
+    ├── InvalidInput (422 INVALID_INPUT)
+    │   └── ConfigError (422 CONFIG_ERROR)
+    ├── AuthenticationFailed (401 AUTHENTICATION_FAILED)
+    │   ├── InvalidCredentials (401 INVALID_CREDENTIALS)
+    │   ├── TokenExpired (401 TOKEN_EXPIRED)
+    │   └── TokenRevoked (401 TOKEN_REVOKED)
+    ├── PermissionDenied (403 PERMISSION_DENIED)
+    ├── NotFound (404 NOT_FOUND)
+    │   └── RouteNotFound (404 ROUTE_NOT_FOUND)
+    ├── MethodNotAllowed (405 METHOD_NOT_ALLOWED)
+    ├── Conflict (409 CONFLICT)
+    │   └── AlreadyExists (409 ALREADY_EXISTS)
+    ├── PayloadTooLarge (413 PAYLOAD_TOO_LARGE)
+    ├── ServiceUnavailable (503 SERVICE_UNAVAILABLE)
+    │   └── ServiceUnreachable (503 SERVICE_UNREACHABLE)
+    └── StartupError (500 STARTUP_ERROR)
+
+Visibility rule: an object the caller may not see answers ``NotFound`` (404), exactly as if it did not
+exist, so ids cannot be probed; an object the caller may see but not change answers ``PermissionDenied``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AlreadyExists",
+    "AuthenticationFailed",
+    "BeamlinkError",
+    "ConfigError",
+    "Conflict",
+    "InvalidCredentials",
+    "InvalidInput",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RouteNotFound",
+    "ServiceUnavailable",
+    "ServiceUnreachable",
+    "StartupError",
+    "TokenExpired",
+    "TokenRevoked",
+    "error_from_payload",
+]
+
+_BY_CODE: dict[str, type[BeamlinkError]] = {}
+
+
+class BeamlinkError(Exception):
+    """Base of every beamlink error: a stable ``code``, an HTTP ``status``, a message and details."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Subclasses defined outside this module (a domain's PathOutsideCollection, say) register too,
+        # so the SDK can raise them as long as the module defining them is imported.
+        if "code" in cls.__dict__:
+            _BY_CODE[cls.code] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form the API answers with."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, details={self.details!r})"
+
+
+_BY_CODE[BeamlinkError.code] = BeamlinkError
+
+
+class InvalidInput(BeamlinkError):
+    """The request or a value in it is malformed; ``details`` names the field."""
+
+    code = "INVALID_INPUT"
+    status = 422
+
+
+class ConfigError(InvalidInput):
+    """A setting or a config file is wrong; the message names the key and where it came from."""
+
+    code = "CONFIG_ERROR"
+    status = 422
+
+
+class AuthenticationFailed(BeamlinkError):
+    """No usable credentials came with the request."""
+
+    code = "AUTHENTICATION_FAILED"
+    status = 401
+
+
+class InvalidCredentials(AuthenticationFailed):
+    """A username/password or client id/secret pair did not match (never says which part)."""
+
+    code = "INVALID_CREDENTIALS"
+    status = 401
+
+
+class TokenExpired(AuthenticationFailed):
+    """The bearer token is past its expiry; log in again."""
+
+    code = "TOKEN_EXPIRED"
+    status = 401
+
+
+class TokenRevoked(AuthenticationFailed):
+    """The bearer token was revoked; log in again."""
+
+    code = "TOKEN_REVOKED"
+    status = 401
+
+
+class PermissionDenied(BeamlinkError):
+    """The caller can see the object but may not do this to it."""
+
+    code = "PERMISSION_DENIED"
+    status = 403
+
+
+class NotFound(BeamlinkError):
+    """No such object, or one the caller may not see (the two are indistinguishable on purpose)."""
+
+    code = "NOT_FOUND"
+    status = 404
+
+
+class RouteNotFound(NotFound):
+    """No such API route."""
+
+    code = "ROUTE_NOT_FOUND"
+    status = 404
+
+
+class MethodNotAllowed(BeamlinkError):
+    """The route exists but not with this HTTP method."""
+
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+
+
+class Conflict(BeamlinkError):
+    """The request conflicts with the current state of the object."""
+
+    code = "CONFLICT"
+    status = 409
+
+
+class AlreadyExists(Conflict):
+    """An object with this unique name already exists."""
+
+    code = "ALREADY_EXISTS"
+    status = 409
+
+
+class PayloadTooLarge(BeamlinkError):
+    """A body or stored value is over its size limit; ``details`` names the limit."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+
+class ServiceUnavailable(BeamlinkError):
+    """The service cannot answer now (shutting down, database away)."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+
+
+class ServiceUnreachable(ServiceUnavailable):
+    """The SDK could not connect to the service at all."""
+
+    code = "SERVICE_UNREACHABLE"
+    status = 503
+
+
+class StartupError(BeamlinkError):
+    """The service refuses to start (database path not writable, port in use, ...)."""
+
+    code = "STARTUP_ERROR"
+    status = 500
+
+
+def error_from_payload(status: int, payload: Any) -> BeamlinkError:
+    """Rebuild the error class the service raised from an API error body.
+
+    Unknown codes fall back to the nearest class for the HTTP status, so an older SDK still raises
+    something catchable.
+    """
+    if isinstance(payload, dict) and isinstance(payload.get("code"), str):
+        cls = _BY_CODE.get(payload["code"])
+        message = str(payload.get("message") or payload["code"])
+        details = payload.get("details") if isinstance(payload.get("details"), dict) else {}
+        if cls is None:
+            cls = _BY_STATUS.get(status, BeamlinkError)
+        return cls(message, details=details)
+    cls = _BY_STATUS.get(status, BeamlinkError)
+    text = payload if isinstance(payload, str) else repr(payload)
+    return cls(f"HTTP {status}: {text[:500]}", details={"status": status})
+
+
+_BY_STATUS: dict[int, type[BeamlinkError]] = {
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+    503: ServiceUnavailable,
+}

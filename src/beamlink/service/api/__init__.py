@@ -1,0 +1,1 @@
+"""HTTP routers, one per domain. Thin: parse, authorise, call the domain module, return a wire model."""

@@ -1,0 +1,62 @@
+"""The application factory: settings in, a FastAPI app out. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import beamlink
+from beamlink.config import Settings, load_settings
+from beamlink.service.api import auth, clients, groups, health, users
+from beamlink.service.api.errors import install_error_handlers
+from beamlink.service.api.middleware import RequestContextMiddleware
+from beamlink.service.bootstrap import prepare_database
+from beamlink.service.db.engine import Database
+from beamlink.service.state import ServiceState
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+ROUTERS = (health.router, auth.router, users.router, clients.router, groups.router)
+
+
+def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
+    """Build the service. ``prepare`` migrates and bootstraps the database on startup (``serve`` has
+    already done so before binding, and passes False)."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.effective_database_url)
+        if prepare:
+            prepare_database(settings, database)
+        app.state.beamlink = ServiceState(settings=settings, db=database)
+        log.info(
+            "beamlink %s ready at %s (database: %s)",
+            beamlink.__version__,
+            settings.effective_public_url,
+            database.dialect,
+        )
+        try:
+            yield
+        finally:
+            log.info("shutting down: closing the database")
+            database.dispose()
+            log.info("shutdown complete")
+
+    app = FastAPI(
+        title="beamlink",
+        version=beamlink.__version__,
+        description="Link instruments to computation: collections, transfers, compute endpoints, flows, "
+        "search. Errors are `{code, message, details}`; objects you may not see answer 404.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware)
+    return app

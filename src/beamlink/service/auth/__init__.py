@@ -1,0 +1,1 @@
+"""Identity and access: users, clients, tokens, groups, and the one permission layer."""

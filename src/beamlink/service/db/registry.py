@@ -1,0 +1,16 @@
+"""Every domain's tables, imported in one place so Alembic and the tests see the whole schema.
+
+A new domain adds its ``models`` module here (see docs/architecture.md, "Adding a domain").
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+from beamlink.service.auth import models as _auth_models
+from beamlink.service.db.base import Base
+
+__all__ = ["metadata"]
+
+_DOMAINS = (_auth_models,)
+metadata: MetaData = Base.metadata
