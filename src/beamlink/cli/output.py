@@ -16,7 +16,7 @@ from rich.table import Table
 __all__ = ["JsonOption", "console", "err_console", "print_json", "print_table", "when"]
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # errors stay one greppable line
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -44,7 +44,9 @@ Column = tuple[str, Callable[[Any], Any]]
 def print_table(title: str | None, columns: Sequence[Column], rows: Iterable[Any]) -> None:
     table = Table(title=title, title_justify="left", header_style="bold")
     for header, _ in columns:
-        table.add_column(header, overflow="fold")
+        # Ids are copied and pasted: never fold them across lines.
+        is_id = header.endswith("ID")
+        table.add_column(header, overflow="fold", no_wrap=is_id, min_width=36 if is_id else None)
     count = 0
     for row in rows:
         # Values are user data: never let Rich read markup out of a name like "[bold]".
