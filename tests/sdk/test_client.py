@@ -59,3 +59,13 @@ def test_damaged_credentials_file_says_how_to_fix_it(tmp_path: Path) -> None:
     (tmp_path / "credentials.json").write_text("{not json")
     with pytest.raises(ConfigError, match="beamlink login"):
         Client(home=tmp_path)
+
+
+def test_lists_are_cursor_pages_and_the_sdk_walks_them(admin: Client) -> None:
+    names = [admin.create_group(f"paged {i} {admin.whoami().id[:4]}-{id(admin)}").name for i in range(5)]
+    first = admin.request("GET", "/v1/groups", params={"limit": 2})
+    assert len(first["items"]) == 2
+    assert first["next_cursor"]
+    walked = [g.name for g in admin.list_groups(page_size=2)]
+    assert set(names) <= set(walked)
+    assert len(walked) == len(set(walked))

@@ -89,3 +89,18 @@ def test_bad_setting_stops_the_server_with_the_key_and_source(tmp_path: Path) ->
     assert done.returncode == 1
     assert "'log_level'" in done.stderr
     assert "environment variable BEAMLINK_LOG_LEVEL" in done.stderr
+
+
+def test_json_logs_carry_the_request_id(tmp_path: Path) -> None:
+    import json
+
+    import httpx
+
+    with ServiceProcess(tmp_path, env={"BEAMLINK_LOG_FORMAT": "json"}) as service:
+        httpx.get(f"{service.url}/health", headers={"X-Request-ID": "json-trace-1"})
+    lines = [json.loads(line) for line in service.log_path.read_text().splitlines() if line.startswith("{")]
+    access = [entry for entry in lines if entry.get("request_id") == "json-trace-1"]
+    assert access
+    assert access[0]["path"] == "/health"
+    assert access[0]["status"] == 200
+    assert "duration_ms" in access[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -125,6 +126,17 @@ class BaseClient:
 
     def _get_model(self, model: type[M], path: str, **params: Any) -> M:
         return model.model_validate(self.request("GET", path, params=params))
+
+    def _walk(self, model: type[M], path: str, *, page_size: int | None = None, **params: Any) -> Iterator[M]:
+        """Every item of a cursor-paged list, fetching pages as the caller iterates."""
+        cursor: str | None = None
+        while True:
+            page = self.request("GET", path, params={**params, "limit": page_size, "cursor": cursor})
+            for item in page["items"]:
+                yield model.model_validate(item)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     def _parse(self, kind: Any, data: Any) -> Any:
         return TypeAdapter(kind).validate_python(data)

@@ -72,11 +72,8 @@ class Client(BaseClient):
     def whoami(self) -> Identity:
         return self._get_model(Identity, "/v1/auth/whoami")
 
-    def list_tokens(self, *, all_users: bool = False) -> list[TokenInfo]:
-        result: list[TokenInfo] = self._parse(
-            list[TokenInfo], self.request("GET", "/v1/auth/tokens", params={"all": all_users or None})
-        )
-        return result
+    def list_tokens(self, *, all_users: bool = False, page_size: int | None = None) -> list[TokenInfo]:
+        return list(self._walk(TokenInfo, "/v1/auth/tokens", page_size=page_size, all=all_users or None))
 
     def create_token(self, name: str, *, ttl_seconds: int | None = None) -> TokenIssued:
         return TokenIssued.model_validate(
@@ -106,9 +103,8 @@ class Client(BaseClient):
         }
         return UserInfo.model_validate(self.request("POST", "/v1/users", json=body))
 
-    def list_users(self) -> list[UserInfo]:
-        result: list[UserInfo] = self._parse(list[UserInfo], self.request("GET", "/v1/users"))
-        return result
+    def list_users(self, *, page_size: int | None = None) -> list[UserInfo]:
+        return list(self._walk(UserInfo, "/v1/users", page_size=page_size))
 
     def get_user(self, user: str) -> UserInfo:
         return self._get_model(UserInfo, f"/v1/users/{q(user)}")
@@ -122,9 +118,8 @@ class Client(BaseClient):
     def create_client(self, name: str) -> ClientWithSecret:
         return ClientWithSecret.model_validate(self.request("POST", "/v1/clients", json={"name": name}))
 
-    def list_clients(self) -> list[ClientInfo]:
-        result: list[ClientInfo] = self._parse(list[ClientInfo], self.request("GET", "/v1/clients"))
-        return result
+    def list_clients(self, *, page_size: int | None = None) -> list[ClientInfo]:
+        return list(self._walk(ClientInfo, "/v1/clients", page_size=page_size))
 
     def delete_client(self, client_id: str) -> None:
         self.request("DELETE", f"/v1/clients/{q(client_id)}")
@@ -136,9 +131,8 @@ class Client(BaseClient):
             self.request("POST", "/v1/groups", json={"name": name, "description": description})
         )
 
-    def list_groups(self) -> list[GroupInfo]:
-        result: list[GroupInfo] = self._parse(list[GroupInfo], self.request("GET", "/v1/groups"))
-        return result
+    def list_groups(self, *, page_size: int | None = None) -> list[GroupInfo]:
+        return list(self._walk(GroupInfo, "/v1/groups", page_size=page_size))
 
     def get_group(self, group: str) -> GroupInfo:
         return self._get_model(GroupInfo, f"/v1/groups/{q(group)}")

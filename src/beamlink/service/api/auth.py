@@ -19,10 +19,12 @@ from beamlink.protocol.auth import (
     TokenInfo,
     TokenIssued,
 )
-from beamlink.service.api.deps import CurrentPrincipal, State
+from beamlink.protocol.common import Page
+from beamlink.service.api.deps import CurrentPrincipal, PageParams, State
 from beamlink.service.auth import clients, tokens, users
 from beamlink.service.auth.models import ApiToken, Group, User
 from beamlink.service.auth.principal import Principal
+from beamlink.service.db.paging import paginate
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -130,13 +132,15 @@ def identity_of(state: State, principal: Principal) -> Identity:
 
 
 @router.get(
-    "/tokens", response_model=list[TokenInfo], summary="Your tokens (admins: all=true for everyone's)."
+    "/tokens", response_model=Page[TokenInfo], summary="Your tokens (admins: all=true for everyone's)."
 )
-def list_tokens(state: State, principal: CurrentPrincipal, all: bool = Query(False)) -> list[TokenInfo]:
+def list_tokens(
+    state: State, principal: CurrentPrincipal, page: PageParams, all: bool = Query(False)
+) -> Page[TokenInfo]:
     with state.db.transaction() as session:
-        return [
-            _token_info(t, principal.token_id) for t in tokens.list_tokens(session, principal, all_users=all)
-        ]
+        query = tokens.tokens_query(principal, all_users=all)
+        rows, next_cursor = paginate(session, query, ApiToken, page.limit, page.cursor)
+        return Page(items=[_token_info(t, principal.token_id) for t in rows], next_cursor=next_cursor)
 
 
 @router.post(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from beamlink.protocol.auth import ClientCreate, ClientInfo, ClientWithSecret
-from beamlink.service.api.deps import CurrentPrincipal, State
+from beamlink.protocol.common import Page
+from beamlink.service.api.deps import CurrentPrincipal, PageParams, State
 from beamlink.service.auth import clients
 from beamlink.service.auth.models import Client
+from beamlink.service.db.paging import paginate
 
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 
@@ -35,10 +37,13 @@ def create_client(state: State, principal: CurrentPrincipal, body: ClientCreate)
         return ClientWithSecret(**client_info(client).model_dump(), client_secret=secret)
 
 
-@router.get("", response_model=list[ClientInfo], summary="Your clients.")
-def list_clients(state: State, principal: CurrentPrincipal) -> list[ClientInfo]:
+@router.get("", response_model=Page[ClientInfo], summary="Your clients.")
+def list_clients(state: State, principal: CurrentPrincipal, page: PageParams) -> Page[ClientInfo]:
     with state.db.transaction() as session:
-        return [client_info(c) for c in clients.list_clients(session, principal)]
+        rows, next_cursor = paginate(
+            session, clients.clients_query(principal), Client, page.limit, page.cursor
+        )
+        return Page(items=[client_info(c) for c in rows], next_cursor=next_cursor)
 
 
 @router.delete(

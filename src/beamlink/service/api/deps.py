@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from beamlink.errors import AuthenticationFailed
 from beamlink.service.auth.principal import Principal
 from beamlink.service.auth.tokens import authenticate
+from beamlink.service.db.paging import MAX_LIMIT
 from beamlink.service.state import ServiceState
 
-__all__ = ["CurrentPrincipal", "OptionalPrincipal", "State"]
+__all__ = ["CurrentPrincipal", "OptionalPrincipal", "PageParams", "State"]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/token or `beamlink login`.")
 
@@ -52,3 +54,19 @@ def current_principal(
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+@dataclass(frozen=True)
+class _Paging:
+    limit: int
+    cursor: str | None
+
+
+def _paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor from the previous page.")] = None,
+) -> _Paging:
+    return _Paging(limit, cursor)
+
+
+PageParams = Annotated[_Paging, Depends(_paging)]

@@ -6,11 +6,13 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
 from beamlink.protocol.auth import GroupCreate, GroupInfo, MemberAdd, MemberInfo
-from beamlink.service.api.deps import CurrentPrincipal, State
+from beamlink.protocol.common import Page
+from beamlink.service.api.deps import CurrentPrincipal, PageParams, State
 from beamlink.service.api.grants import add_grant_routes
 from beamlink.service.auth import groups
 from beamlink.service.auth.models import Group, GroupMember
 from beamlink.service.auth.principal import Principal
+from beamlink.service.db.paging import paginate
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
 
@@ -45,10 +47,11 @@ def create_group(state: State, principal: CurrentPrincipal, body: GroupCreate) -
         return group_info(session, principal, groups.create_group(session, principal, body))
 
 
-@router.get("", response_model=list[GroupInfo], summary="Groups you own, belong to, or were shown.")
-def list_groups(state: State, principal: CurrentPrincipal) -> list[GroupInfo]:
+@router.get("", response_model=Page[GroupInfo], summary="Groups you own, belong to, or were shown.")
+def list_groups(state: State, principal: CurrentPrincipal, page: PageParams) -> Page[GroupInfo]:
     with state.db.transaction() as session:
-        return [group_info(session, principal, g) for g in groups.list_groups(session, principal)]
+        rows, next_cursor = paginate(session, groups.groups_query(principal), Group, page.limit, page.cursor)
+        return Page(items=[group_info(session, principal, g) for g in rows], next_cursor=next_cursor)
 
 
 @router.get("/{group}", response_model=GroupInfo, summary="Show a group (by id or name) with its members.")

@@ -6,9 +6,11 @@ from fastapi import APIRouter, status
 
 from beamlink.errors import PermissionDenied
 from beamlink.protocol.auth import UserCreate, UserInfo, UserUpdate
-from beamlink.service.api.deps import CurrentPrincipal, State
+from beamlink.protocol.common import Page
+from beamlink.service.api.deps import CurrentPrincipal, PageParams, State
 from beamlink.service.auth import users
 from beamlink.service.auth.models import User
+from beamlink.service.db.paging import paginate
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
@@ -35,14 +37,15 @@ def create_user(state: State, principal: CurrentPrincipal, body: UserCreate) -> 
         return user_info(users.create_user(session, body))
 
 
-@router.get("", response_model=list[UserInfo], summary="List users.")
-def list_users(state: State, principal: CurrentPrincipal) -> list[UserInfo]:
+@router.get("", response_model=Page[UserInfo], summary="List users.")
+def list_users(state: State, principal: CurrentPrincipal, page: PageParams) -> Page[UserInfo]:
     with state.db.transaction() as session:
-        infos = [user_info(u) for u in users.list_users(session)]
+        rows, next_cursor = paginate(session, users.users_query(), User, page.limit, page.cursor)
+        infos = [user_info(u) for u in rows]
     if not principal.is_admin:
         # Others see who exists, not their e-mail addresses.
         infos = [i.model_copy(update={"email": None}) if i.id != principal.id else i for i in infos]
-    return infos
+    return Page(items=infos, next_cursor=next_cursor)
 
 
 @router.get("/{user}", response_model=UserInfo, summary="Show a user (by id or username).")

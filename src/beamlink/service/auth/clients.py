@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from beamlink.errors import InvalidCredentials, NotFound
@@ -13,7 +13,7 @@ from beamlink.service.auth.passwords import hash_secret, verify_secret
 from beamlink.service.auth.principal import Principal
 from beamlink.service.db.base import new_id
 
-__all__ = ["authenticate_client", "create_client", "delete_client", "list_clients"]
+__all__ = ["authenticate_client", "clients_query", "create_client", "delete_client"]
 
 CLIENT_SUFFIX = "@clients"
 
@@ -34,11 +34,12 @@ def create_client(session: Session, owner: Principal, name: str) -> tuple[Client
     return client, secret
 
 
-def list_clients(session: Session, principal: Principal) -> list[Client]:
-    query = select(Client).order_by(Client.created_at, Client.id)
+def clients_query(principal: Principal) -> Select[Client]:
+    """The caller's clients (admins: all), for paging."""
+    query = select(Client)
     if not principal.is_admin:
         query = query.where(Client.owner_id == principal.id)
-    return list(session.scalars(query))
+    return query
 
 
 def _visible(session: Session, principal: Principal, client_id: str) -> Client:

@@ -7,7 +7,7 @@ delete the group.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from beamlink.errors import AlreadyExists, NotFound, PermissionDenied
@@ -23,7 +23,7 @@ __all__ = [
     "delete_group",
     "find_group",
     "get_group",
-    "list_groups",
+    "groups_query",
     "members_of",
     "my_role",
     "remove_member",
@@ -84,12 +84,12 @@ def create_group(session: Session, principal: Principal, body: GroupCreate) -> G
     return group
 
 
-def list_groups(session: Session, principal: Principal) -> list[Group]:
-    """Groups the caller owns, belongs to, or was granted (admins: all)."""
+def groups_query(principal: Principal) -> Select[Group]:
+    """Groups the caller owns, belongs to, or was granted (admins: all), for paging."""
     clause = permissions.visible_clause(principal, GROUP_POLICY, Group)
     if principal.group_ids:
         clause = or_(clause, Group.id.in_(principal.group_ids))
-    return list(session.scalars(select(Group).where(clause).order_by(Group.created_at, Group.id)))
+    return select(Group).where(clause)
 
 
 def members_of(session: Session, group: Group) -> list[GroupMember]:

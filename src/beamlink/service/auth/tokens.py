@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from beamlink.errors import AuthenticationFailed, NotFound, TokenExpired, TokenRevoked
@@ -14,7 +14,7 @@ from beamlink.service.auth.models import ApiToken, GroupMember, User
 from beamlink.service.auth.principal import Principal
 from beamlink.service.db.base import utcnow
 
-__all__ = ["TOKEN_PREFIX", "authenticate", "hash_token", "issue_token", "list_tokens", "revoke_token"]
+__all__ = ["TOKEN_PREFIX", "authenticate", "hash_token", "issue_token", "revoke_token", "tokens_query"]
 
 TOKEN_PREFIX = "blk_"
 # Recording every use would turn every read into a write; once a minute is enough to show activity.
@@ -77,12 +77,12 @@ def authenticate(session: Session, raw: str) -> Principal:
     )
 
 
-def list_tokens(session: Session, principal: Principal, *, all_users: bool = False) -> list[ApiToken]:
-    """The caller's tokens (an admin may ask for everyone's)."""
-    query = select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)
+def tokens_query(principal: Principal, *, all_users: bool = False) -> Select[ApiToken]:
+    """The caller's tokens (an admin may ask for everyone's), for paging."""
+    query = select(ApiToken)
     if not (all_users and principal.is_admin):
         query = query.where(ApiToken.identity_id == principal.id)
-    return list(session.scalars(query))
+    return query
 
 
 def revoke_token(session: Session, principal: Principal, token_id: str) -> ApiToken:

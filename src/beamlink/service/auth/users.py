@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from beamlink.config import local_username
@@ -15,7 +15,7 @@ from beamlink.service.auth.models import User
 from beamlink.service.auth.passwords import hash_secret, needs_rehash, verify_secret
 from beamlink.service.auth.principal import Principal
 
-__all__ = ["authenticate_password", "create_user", "get_user", "list_users", "update_user"]
+__all__ = ["authenticate_password", "create_user", "get_user", "update_user", "users_query"]
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ def get_user(session: Session, principal: Principal, user_id_or_name: str) -> Us
     return user
 
 
-def list_users(session: Session) -> list[User]:
+def users_query() -> Select[User]:
     """People, not clients. Any signed-in user may list them, to know whom to share with."""
-    return list(session.scalars(select(User).where(User.kind == "user").order_by(User.created_at, User.id)))
+    return select(User).where(User.kind == "user")
 
 
 def update_user(session: Session, principal: Principal, user: User, body: UserUpdate) -> User:

@@ -40,9 +40,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def paginate(
-    session: Session, query: Select[tuple[T]], model: Any, limit: int, cursor: str | None
+    session: Session, query: Select[T], model: type[T], limit: int, cursor: str | None
 ) -> tuple[list[T], str | None]:
     """Run ``query`` for one page; ``model`` must have ``created_at`` and ``id`` columns."""
+    columns: Any = model
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {limit}", details={"field": "limit"}
@@ -50,9 +51,9 @@ def paginate(
     if cursor:
         created, row_id = decode_cursor(cursor)
         query = query.where(
-            or_(model.created_at > created, and_(model.created_at == created, model.id > row_id))
+            or_(columns.created_at > created, and_(columns.created_at == created, columns.id > row_id))
         )
-    rows: list[T] = list(session.scalars(query.order_by(model.created_at, model.id).limit(limit + 1)))
+    rows: list[T] = list(session.scalars(query.order_by(columns.created_at, columns.id).limit(limit + 1)))
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
