@@ -1,1 +1,156 @@
-"""flowlang"""
+"""The flow language of beamlink: Globus Flows definitions plus Retry, Parallel and Map. Pure: no I/O.
+
+* :func:`load_definition` / :func:`validate` read JSON or YAML definitions and report every problem
+  with a JSON pointer; :func:`validate_input` checks a run input against the flow's input schema.
+* :func:`start` / :func:`step` are the state-transition function: events in, instructions out, with a
+  JSON-serialisable :class:`RunState` the engine persists after every step.
+* :class:`ActionRegistry` maps action URLs (Globus ones included) to built-in providers.
+* :func:`redact` hides ``_private*`` values and ``__Private_Parameters`` before anything is shown.
+"""
+
+from beamlink.flowlang.actions import (
+    BUILTIN_PROVIDERS,
+    DEFAULT_REGISTRY,
+    GLOBUS_ACTION_URLS,
+    ActionRegistry,
+    ActionTarget,
+)
+from beamlink.flowlang.choice import evaluate_rule
+from beamlink.flowlang.errors import FlowInputInvalid, FlowInvalid, StatesError
+from beamlink.flowlang.expressions import FUNCTIONS, evaluate_expression, pathsplit
+from beamlink.flowlang.inputs import check_input, validate_input, validate_input_schema
+from beamlink.flowlang.messages import (
+    ACTION_FAILED,
+    ACTION_TIMEOUT,
+    ACTION_UNABLE_TO_RUN,
+    FLOW_CANCELED,
+    INTRINSIC_FAILURE,
+    NO_CHOICE_MATCHED,
+    PARAMETER_PATH_FAILURE,
+    RESULT_PATH_MATCH_FAILURE,
+    RUNTIME,
+    STATE_SIZE_EXCEEDED,
+    STATES_ALL,
+    STEP_LIMIT_EXCEEDED,
+    ActionCompleted,
+    ActionFailed,
+    CancelAction,
+    CancelRun,
+    CancelWakeup,
+    Event,
+    Instruction,
+    LogEntry,
+    RunFailed,
+    RunSucceeded,
+    ScheduleWakeup,
+    StartAction,
+    TimerFired,
+    event_from_dict,
+    instruction_from_dict,
+)
+from beamlink.flowlang.models import (
+    ActionState,
+    Catcher,
+    ChoiceRule,
+    ChoiceState,
+    ExpressionEvalState,
+    FailState,
+    FlowDefinition,
+    MapState,
+    ParallelState,
+    PassState,
+    Retrier,
+    State,
+    StateMachine,
+    WaitState,
+)
+from beamlink.flowlang.parameters import PRIVATE_PARAMETERS_KEY, evaluate_parameters
+from beamlink.flowlang.parse import load_definition, parse_document, validate
+from beamlink.flowlang.problems import Problem
+from beamlink.flowlang.redact import REDACTED, redact
+from beamlink.flowlang.runstate import (
+    TERMINAL_RUN_STATUSES,
+    Frame,
+    FrameStatus,
+    Limits,
+    RunContext,
+    RunState,
+    RunStatus,
+)
+from beamlink.flowlang.step import start, step
+
+__all__ = [
+    "ACTION_FAILED",
+    "ACTION_TIMEOUT",
+    "ACTION_UNABLE_TO_RUN",
+    "BUILTIN_PROVIDERS",
+    "DEFAULT_REGISTRY",
+    "FLOW_CANCELED",
+    "FUNCTIONS",
+    "GLOBUS_ACTION_URLS",
+    "INTRINSIC_FAILURE",
+    "NO_CHOICE_MATCHED",
+    "PARAMETER_PATH_FAILURE",
+    "PRIVATE_PARAMETERS_KEY",
+    "REDACTED",
+    "RESULT_PATH_MATCH_FAILURE",
+    "RUNTIME",
+    "STATES_ALL",
+    "STATE_SIZE_EXCEEDED",
+    "STEP_LIMIT_EXCEEDED",
+    "TERMINAL_RUN_STATUSES",
+    "ActionCompleted",
+    "ActionFailed",
+    "ActionRegistry",
+    "ActionState",
+    "ActionTarget",
+    "CancelAction",
+    "CancelRun",
+    "CancelWakeup",
+    "Catcher",
+    "ChoiceRule",
+    "ChoiceState",
+    "Event",
+    "ExpressionEvalState",
+    "FailState",
+    "FlowDefinition",
+    "FlowInputInvalid",
+    "FlowInvalid",
+    "Frame",
+    "FrameStatus",
+    "Instruction",
+    "Limits",
+    "LogEntry",
+    "MapState",
+    "ParallelState",
+    "PassState",
+    "Problem",
+    "Retrier",
+    "RunContext",
+    "RunFailed",
+    "RunState",
+    "RunStatus",
+    "RunSucceeded",
+    "ScheduleWakeup",
+    "StartAction",
+    "State",
+    "StateMachine",
+    "StatesError",
+    "TimerFired",
+    "WaitState",
+    "check_input",
+    "evaluate_expression",
+    "evaluate_parameters",
+    "evaluate_rule",
+    "event_from_dict",
+    "instruction_from_dict",
+    "load_definition",
+    "parse_document",
+    "pathsplit",
+    "redact",
+    "start",
+    "step",
+    "validate",
+    "validate_input",
+    "validate_input_schema",
+]
