@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from beamlink.apps.ssx._checks import positive_int, real_array
+from beamlink.apps._arrays import positive_int, real_array
 from beamlink.apps.ssx.spotfind import FrameSpots, SpotFinderParams, find_spots
 from beamlink.errors import InvalidInput
 

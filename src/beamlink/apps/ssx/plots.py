@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from beamlink.apps.ssx._checks import positive_int
+from beamlink.apps._arrays import positive_int
 from beamlink.apps.ssx.classify import RunSummary
 
 __all__ = ["hit_rate_plot_data", "plot_hit_rate", "running_hit_rate"]

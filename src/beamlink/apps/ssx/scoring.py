@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from beamlink.apps.ssx._checks import positive_float
+from beamlink.apps._arrays import positive_float
 from beamlink.errors import InvalidInput
 
 __all__ = ["SpotMatch", "match_spots"]

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from beamlink.apps.ssx._checks import positive_float, positive_int, real_array, same_shape
+from beamlink.apps._arrays import positive_float, positive_int, real_array, same_shape
 from beamlink.errors import InvalidInput
 
 __all__ = [

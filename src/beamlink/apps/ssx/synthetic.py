@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr
 
-from beamlink.apps.ssx._checks import positive_float, positive_int
+from beamlink.apps._arrays import positive_float, positive_int
 from beamlink.errors import InvalidInput
 
 __all__ = ["StillConfig", "StillTruth", "make_still", "make_stills"]

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse
 from numpy.typing import NDArray
 
-from beamlink.apps.xpcs._checks import positive_float, positive_int, real_array, same_shape
+from beamlink.apps._arrays import positive_float, positive_int, real_array, same_shape
 from beamlink.apps.xpcs.qmap import QPartition
 from beamlink.errors import InvalidInput
 

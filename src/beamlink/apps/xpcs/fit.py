@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from beamlink.apps.xpcs._checks import positive_float, real_array
+from beamlink.apps._arrays import positive_float, real_array
 from beamlink.apps.xpcs.correlate import G2Curves
 from beamlink.errors import InvalidInput
 

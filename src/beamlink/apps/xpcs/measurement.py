@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from beamlink.apps.xpcs._checks import positive_float, positive_int, real_array, same_shape
+from beamlink.apps._arrays import positive_float, positive_int, real_array, same_shape
 from beamlink.apps.xpcs.qmap import DetectorGeometry, QPartition
 from beamlink.errors import InvalidInput
 

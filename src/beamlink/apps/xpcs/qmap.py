@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from beamlink.apps.xpcs._checks import positive_float, positive_int, real_array, same_shape
+from beamlink.apps._arrays import positive_float, positive_int, real_array, same_shape
 from beamlink.errors import InvalidInput
 
 __all__ = ["DetectorGeometry", "QPartition", "partition_q"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from beamlink.apps.xpcs._checks import positive_float, positive_int
+from beamlink.apps._arrays import positive_float, positive_int
 from beamlink.apps.xpcs.measurement import AttrValue, XpcsMeasurement, write_measurement
 from beamlink.apps.xpcs.qmap import DetectorGeometry, QPartition, partition_q
 from beamlink.errors import InvalidInput

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from beamlink.apps.xpcs._checks import real_array, same_shape
+from beamlink.apps._arrays import real_array, same_shape
 from beamlink.apps.xpcs.qmap import QPartition
 from beamlink.errors import InvalidInput
 

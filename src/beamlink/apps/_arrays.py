@@ -1,4 +1,4 @@
-"""Input checks for the XPCS kernels: every bad array becomes one :class:`~beamlink.errors.InvalidInput`.
+"""Input checks shared by the science kernels: every bad array becomes one ``InvalidInput``.
 
 Each message says what is wrong and how to fix it; ``details["field"]`` names the argument.
 """
