@@ -61,6 +61,23 @@ class Settings(BaseSettings):
     client_token_ttl_seconds: int = Field(
         default=24 * 3600, gt=0, description="Lifetime of tokens issued by the client-credentials grant."
     )
+    compute_payload_limit: int = Field(
+        default=10_000_000, gt=0, description="Largest serialized arguments of one task, in bytes."
+    )
+    compute_result_limit: int = Field(
+        default=10_000_000,
+        gt=0,
+        description="Largest serialized result (or exception) of one task, in bytes.",
+    )
+    compute_result_ttl_seconds: int = Field(
+        default=14 * 24 * 3600, gt=0, description="How long a finished task's result can be fetched."
+    )
+    endpoint_lost_grace_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long an endpoint may stay disconnected before its running tasks are re-queued "
+        "(up to each task's max_retries) or failed with EndpointLost.",
+    )
     admin_username: str | None = Field(
         default=None, description="Name of the admin created on first start (default: the local user)."
     )

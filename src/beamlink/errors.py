@@ -10,21 +10,32 @@ user code.
 
     BeamlinkError (500 INTERNAL_ERROR)
     ├── InvalidInput (422 INVALID_INPUT)
-    │   └── ConfigError (422 CONFIG_ERROR)
+    │   ├── ConfigError (422 CONFIG_ERROR)
+    │   └── SerializationError (422 SERIALIZATION_ERROR)
     ├── AuthenticationFailed (401 AUTHENTICATION_FAILED)
     │   ├── InvalidCredentials (401 INVALID_CREDENTIALS)
     │   ├── TokenExpired (401 TOKEN_EXPIRED)
     │   └── TokenRevoked (401 TOKEN_REVOKED)
     ├── PermissionDenied (403 PERMISSION_DENIED)
+    │   └── FunctionNotAllowed (403 FUNCTION_NOT_ALLOWED)
     ├── NotFound (404 NOT_FOUND)
     │   └── RouteNotFound (404 ROUTE_NOT_FOUND)
     ├── MethodNotAllowed (405 METHOD_NOT_ALLOWED)
     ├── Conflict (409 CONFLICT)
-    │   └── AlreadyExists (409 ALREADY_EXISTS)
+    │   ├── AlreadyExists (409 ALREADY_EXISTS)
+    │   ├── EnvironmentMismatch (409 ENVIRONMENT_MISMATCH): submitter and endpoint Python/dill differ
+    │   └── TaskPending (409 TASK_PENDING)
     ├── PayloadTooLarge (413 PAYLOAD_TOO_LARGE)
+    │   └── ResultTooLarge (413 RESULT_TOO_LARGE)
     ├── ServiceUnavailable (503 SERVICE_UNAVAILABLE)
     │   └── ServiceUnreachable (503 SERVICE_UNREACHABLE)
-    └── StartupError (500 STARTUP_ERROR)
+    ├── StartupError (500 STARTUP_ERROR)
+    └── TaskFailed (500 TASK_FAILED): why a compute task did not succeed
+        ├── RemoteExecutionError (REMOTE_EXECUTION_ERROR): the function raised
+        ├── WorkerLost (WORKER_LOST): the worker process died under the task
+        ├── EndpointLost (ENDPOINT_LOST): the endpoint stayed away past the grace period
+        ├── TaskTimeout (TASK_TIMEOUT): the task ran past its timeout
+        └── TaskCancelled (TASK_CANCELLED)
 
 Visibility rule: an object the caller may not see answers ``NotFound`` (404), exactly as if it did not
 exist, so ids cannot be probed; an object the caller may see but not change answers ``PermissionDenied``.
@@ -40,18 +51,29 @@ __all__ = [
     "BeamlinkError",
     "ConfigError",
     "Conflict",
+    "EndpointLost",
+    "EnvironmentMismatch",
+    "FunctionNotAllowed",
     "InvalidCredentials",
     "InvalidInput",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "RemoteExecutionError",
+    "ResultTooLarge",
     "RouteNotFound",
+    "SerializationError",
     "ServiceUnavailable",
     "ServiceUnreachable",
     "StartupError",
+    "TaskCancelled",
+    "TaskFailed",
+    "TaskPending",
+    "TaskTimeout",
     "TokenExpired",
     "TokenRevoked",
+    "WorkerLost",
     "error_from_payload",
 ]
 
@@ -197,6 +219,89 @@ class StartupError(BeamlinkError):
 
     code = "STARTUP_ERROR"
     status = 500
+
+
+class SerializationError(InvalidInput):
+    """A value could not be serialized (client side) or deserialized (endpoint side)."""
+
+    code = "SERIALIZATION_ERROR"
+    status = 422
+
+
+class FunctionNotAllowed(PermissionDenied):
+    """The endpoint's ``allowed_functions`` does not list this function."""
+
+    code = "FUNCTION_NOT_ALLOWED"
+    status = 403
+
+
+class EnvironmentMismatch(Conflict):
+    """Submitter and endpoint run different Python minor or dill versions; the message names both."""
+
+    code = "ENVIRONMENT_MISMATCH"
+    status = 409
+
+
+class TaskPending(Conflict):
+    """The task has no result yet."""
+
+    code = "TASK_PENDING"
+    status = 409
+
+
+class ResultTooLarge(PayloadTooLarge):
+    """A task result is over the service's result size limit."""
+
+    code = "RESULT_TOO_LARGE"
+    status = 413
+
+
+class TaskFailed(BeamlinkError):
+    """A compute task ended without a result. ``remote_traceback`` holds the endpoint's traceback, if any."""
+
+    code = "TASK_FAILED"
+    status = 500
+
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, remote_traceback: str | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        if self.remote_traceback:
+            return f"{self.message}\n\nRemote traceback:\n{self.remote_traceback}"
+        return self.message
+
+
+class RemoteExecutionError(TaskFailed):
+    """The function raised an exception whose type could not be rebuilt here."""
+
+    code = "REMOTE_EXECUTION_ERROR"
+
+
+class WorkerLost(TaskFailed):
+    """The worker process running the task died (``os._exit``, a segfault, the OOM killer)."""
+
+    code = "WORKER_LOST"
+
+
+class EndpointLost(TaskFailed):
+    """The endpoint was disconnected past the grace period and the task had no retries left."""
+
+    code = "ENDPOINT_LOST"
+
+
+class TaskTimeout(TaskFailed):
+    """The task ran longer than its ``timeout``."""
+
+    code = "TASK_TIMEOUT"
+
+
+class TaskCancelled(TaskFailed):
+    """The task was cancelled before it finished."""
+
+    code = "TASK_CANCELLED"
 
 
 def error_from_payload(status: int, payload: Any) -> BeamlinkError:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import beamlink
-from beamlink.cli import clients, groups, tokens, users
+from beamlink.cli import clients, endpoint, functions, groups, tasks, tokens, users
 from beamlink.cli.demo import demo
 from beamlink.cli.login import login, logout, whoami
 from beamlink.cli.output import err_console
@@ -51,6 +51,9 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(users.app, name="user")
 app.add_typer(clients.app, name="client")
 app.add_typer(groups.app, name="group")
+app.add_typer(endpoint.app, name="endpoint")
+app.add_typer(functions.app, name="function")
+app.add_typer(tasks.app, name="task")
 
 # Exit codes scripts can rely on.
 EXIT_ERROR = 1

@@ -9,5 +9,6 @@ The SDK never imports the service or the agents; the wire models it shares with 
 """
 
 from beamlink.sdk.client import Client
+from beamlink.sdk.executor import Executor, TaskFuture
 
-__all__ = ["Client"]
+__all__ = ["Client", "Executor", "TaskFuture"]

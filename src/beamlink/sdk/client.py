@@ -16,13 +16,13 @@ from beamlink.protocol.auth import (
     TokenIssued,
     UserInfo,
 )
-from beamlink.sdk._base import BaseClient
 from beamlink.sdk._base import quote_segment as q
+from beamlink.sdk.compute import ComputeMixin
 
 __all__ = ["Client"]
 
 
-class Client(BaseClient):
+class Client(ComputeMixin):
     """A connection to one beamlink service. See :class:`BaseClient` for how url and token are found."""
 
     # -- service ----------------------------------------------------------------------------------

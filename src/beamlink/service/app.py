@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,10 +12,12 @@ from fastapi import FastAPI
 
 import beamlink
 from beamlink.config import Settings, load_settings
-from beamlink.service.api import auth, clients, groups, health, users
+from beamlink.service.api import agents, auth, clients, compute, groups, health, users
 from beamlink.service.api.errors import install_error_handlers
 from beamlink.service.api.middleware import RequestContextMiddleware
 from beamlink.service.bootstrap import prepare_database
+from beamlink.service.compute.endpoints import mark_all_disconnected
+from beamlink.service.compute.reaper import run_reaper
 from beamlink.service.db.engine import Database
 from beamlink.service.state import ServiceState
 
@@ -21,7 +25,17 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (health.router, auth.router, users.router, clients.router, groups.router)
+ROUTERS = (
+    health.router,
+    auth.router,
+    users.router,
+    clients.router,
+    groups.router,
+    compute.functions_router,
+    compute.endpoints_router,
+    compute.tasks_router,
+    agents.router,
+)
 
 
 def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
@@ -34,7 +48,12 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         database = Database(settings.effective_database_url)
         if prepare:
             prepare_database(settings, database)
-        app.state.beamlink = ServiceState(settings=settings, db=database)
+        state = ServiceState(settings=settings, db=database)
+        state.hub.bind(asyncio.get_running_loop())
+        with database.transaction() as session:
+            mark_all_disconnected(session)
+        app.state.beamlink = state
+        reaper = asyncio.create_task(run_reaper(state))
         log.info(
             "beamlink %s ready at %s (database: %s)",
             beamlink.__version__,
@@ -44,6 +63,9 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         try:
             yield
         finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
             log.info("shutting down: closing the database")
             database.dispose()
             log.info("shutdown complete")

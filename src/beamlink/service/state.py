@@ -1,4 +1,4 @@
-"""What a running service holds: its settings and database (no globals; one per app)."""
+"""What a running service holds: its settings, database and live hubs (no globals; one per app)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from beamlink.config import Settings
+from beamlink.service.compute.hub import ComputeHub
 from beamlink.service.db.base import utcnow
 from beamlink.service.db.engine import Database
 
@@ -16,4 +17,5 @@ __all__ = ["ServiceState"]
 class ServiceState:
     settings: Settings
     db: Database
+    hub: ComputeHub = field(default_factory=ComputeHub)
     started_at: datetime = field(default_factory=utcnow)

@@ -8,9 +8,10 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from beamlink.service.auth import models as _auth_models
+from beamlink.service.compute import models as _compute_models
 from beamlink.service.db.base import Base
 
 __all__ = ["metadata"]
 
-_DOMAINS = (_auth_models,)
+_DOMAINS = (_auth_models, _compute_models)
 metadata: MetaData = Base.metadata

@@ -1,0 +1,282 @@
+"""``beamlink endpoint configure|start|stop|restart|status|list|delete|logs [NAME]``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from beamlink import serialize
+from beamlink.agents.daemon import (
+    DETACHED_ENV,
+    AgentProfile,
+    AgentState,
+    PidFile,
+    configure_logging,
+    follow_log,
+    list_profiles,
+    report_failed,
+    run_until_stopped,
+    spawn_daemon,
+    stop_daemon,
+    tail_log,
+    validate_name,
+)
+from beamlink.cli.context import UrlOption
+from beamlink.cli.output import JsonOption, console, print_json, print_table, when
+from beamlink.config import default_home
+from beamlink.errors import AlreadyExists, BeamlinkError, NotFound
+from beamlink.protocol.compute import EndpointInfo, EndpointRegister
+from beamlink.sdk import Client
+
+if TYPE_CHECKING:
+    from beamlink.agents.endpoint.config import EndpointConfig
+
+app = typer.Typer(help="Compute endpoints: agents that run your functions.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="Endpoint name (a profile in $BEAMLINK_HOME/endpoints/).")]
+ENGINES = ("thread", "process", "parsl")
+
+
+def _profile(name: str) -> AgentProfile:
+    return AgentProfile("endpoint", validate_name(name), default_home())
+
+
+def _existing(name: str) -> AgentProfile:
+    profile = _profile(name)
+    profile.state()  # NotFound, naming `beamlink endpoint configure NAME`, when it does not exist
+    return profile
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, markup=False)
+
+
+@app.command("configure")
+def configure(
+    name: NameArg = "default",
+    engine: Annotated[str, typer.Option(help="thread, process or parsl.")] = "thread",
+) -> None:
+    """Create an endpoint profile with a commented config.yaml to edit."""
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    from beamlink.agents.endpoint.config import default_config_text
+
+    profile = _profile(name)
+    if profile.config_path.exists():
+        raise AlreadyExists(
+            f"endpoint {name!r} is already configured: edit {profile.config_path}, or delete it first "
+            f"with `beamlink endpoint delete {name}`",
+            details={"path": str(profile.config_path)},
+        )
+    profile.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    profile.config_path.write_text(default_config_text(engine), encoding="utf-8")
+    _say(f"configured endpoint {name} ({engine} engine)")
+    _say(f"  config: {profile.config_path}")
+    _say(f"  start it with: beamlink endpoint start {name}")
+
+
+def _register(profile: AgentProfile, config: EndpointConfig, url: str | None) -> dict[str, Any]:
+    """Register with the service as the logged-in user (the owner); store the id and fresh secret."""
+    identity = profile.read_identity() or {}
+    client = Client(url or identity.get("service_url"))
+    body = EndpointRegister(
+        name=profile.name,
+        description=config.description or config.display_name,
+        host=socket.gethostname(),
+        engine=config.engine.type,
+        environment=serialize.environment(),
+        allowed_functions=config.allowed_functions,
+        config=config.model_dump(mode="json"),
+    )
+    try:
+        registered = client.register_endpoint(body, endpoint_id=identity.get("endpoint_id"))
+    finally:
+        client.close()
+    identity = {
+        "endpoint_id": registered.id,
+        "service_url": client.url,
+        "agent_secret": registered.agent_secret,
+    }
+    profile.write_identity(identity)
+    return identity
+
+
+def _run_foreground(profile: AgentProfile, config: EndpointConfig, identity: dict[str, Any]) -> None:
+    # Imported here: the agent pulls in the engines (and Parsl), which other commands do not need.
+    from beamlink.agents.endpoint.agent import EndpointAgent
+
+    detached = os.environ.get(DETACHED_ENV) == "1"
+    configure_logging(profile, foreground=not detached)
+    pid_file = PidFile(profile)
+    pid_file.acquire()
+    try:
+        agent = EndpointAgent(profile, config, identity)
+        run_until_stopped(lambda stop: agent.run(stop, pid_file=pid_file, detached=detached))
+    finally:
+        pid_file.release()
+
+
+@app.command("start")
+def start(
+    name: NameArg = "default",
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Run in this terminal (Ctrl-C stops).")
+    ] = False,
+    url: UrlOption = None,
+) -> None:
+    """Register the endpoint (as its owner) and run it as a daemon; prints its id."""
+    from beamlink.agents.endpoint.config import load_config
+
+    profile = _existing(name)
+    detached_child = os.environ.get(DETACHED_ENV) == "1"
+    try:
+        config = load_config(profile.config_path)
+        if profile.state() == AgentState.RUNNING:
+            PidFile(profile).acquire()  # raises Conflict naming the running pid
+        identity = profile.read_identity() if detached_child else _register(profile, config, url)
+        if identity is None:
+            raise NotFound(f"endpoint {name!r} has no endpoint.json: start it without --foreground once")
+        if foreground or detached_child:
+            if not detached_child:
+                _say(
+                    f"endpoint {name} ({identity['endpoint_id']}) running in the foreground; Ctrl-C stops it"
+                )
+            _run_foreground(profile, config, identity)
+            return
+    except BeamlinkError as exc:
+        if detached_child:
+            report_failed(profile, exc.message)
+        raise
+    info = spawn_daemon(profile, [sys.executable, "-m", "beamlink", "endpoint", "start", name])
+    connected = "connected" if info.get("connected") else "not connected yet (it keeps trying)"
+    _say(f"started endpoint {name}: {identity['endpoint_id']} (pid {info['pid']}, {connected})")
+
+
+@app.command("stop")
+def stop(name: NameArg = "default") -> None:
+    """Stop the endpoint and every worker it started."""
+    pid = stop_daemon(_existing(name))
+    if pid:
+        _say(f"stopped endpoint {name} (pid {pid})")
+    else:
+        _say(f"endpoint {name} was not running; removed its stale pid file")
+
+
+@app.command("restart")
+def restart(name: NameArg = "default", url: UrlOption = None) -> None:
+    """Stop the endpoint if it runs, then start it."""
+    profile = _existing(name)
+    if profile.state() in (AgentState.RUNNING, AgentState.DISCONNECTED):
+        stop(name)
+    start(name, foreground=False, url=url)
+
+
+def _service_view(profile: AgentProfile) -> EndpointInfo | None:
+    identity = profile.read_identity()
+    if identity is None:
+        return None
+    try:
+        with Client(identity.get("service_url")) as client:
+            return client.get_endpoint(str(identity["endpoint_id"]))
+    except BeamlinkError:
+        return None
+
+
+def _row(profile: AgentProfile) -> dict[str, Any]:
+    identity = profile.read_identity() or {}
+    info = _service_view(profile)
+    return {
+        "name": profile.name,
+        "status": str(profile.state()),
+        "endpoint_id": identity.get("endpoint_id"),
+        "service_status": info.status if info else "unknown",
+        "last_heartbeat": info.last_heartbeat if info else None,
+        "engine": info.engine if info else None,
+        "pid": profile.pid(),
+        "config": str(profile.config_path),
+    }
+
+
+@app.command("list")
+def list_(json: JsonOption = False) -> None:
+    """Every endpoint profile on this machine, its state, and what the service sees."""
+    rows = [_row(p) for p in list_profiles(default_home(), "endpoint")]
+    if json:
+        print_json(rows)
+        return
+    print_table(
+        "Endpoints",
+        [
+            ("Name", lambda r: r["name"]),
+            ("Status", lambda r: r["status"]),
+            ("Endpoint ID", lambda r: r["endpoint_id"]),
+            ("Service", lambda r: r["service_status"]),
+            ("Last heartbeat", lambda r: when(r["last_heartbeat"])),
+        ],
+        rows,
+    )
+
+
+@app.command("status")
+def status(name: NameArg = "default", json: JsonOption = False) -> None:
+    """One endpoint: local state, pid, and the service's view (online, last heartbeat, load)."""
+    profile = _existing(name)
+    row = _row(profile)
+    info = _service_view(profile)
+    if json:
+        print_json({**row, "service": info.model_dump(mode="json") if info else None})
+        return
+    _say(f"endpoint {name}: {row['status']}" + (f" (pid {row['pid']})" if row["pid"] else ""))
+    _say(f"  id:      {row['endpoint_id'] or '- (never started)'}")
+    _say(f"  config:  {row['config']}")
+    if info is None:
+        _say("  service: unknown (not registered, or the service is unreachable)")
+        return
+    _say(f"  service: {info.status}, last heartbeat {when(info.last_heartbeat)}, host {info.host or '-'}")
+    if info.stats:
+        _say("  load:    " + ", ".join(f"{k}={v}" for k, v in sorted(info.stats.items())))
+
+
+@app.command("delete")
+def delete(
+    name: NameArg = "default",
+    force: Annotated[bool, typer.Option("--force", help="Stop it first if it runs.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
+    """Delete the endpoint: its registration at the service (and its tasks) and its local profile."""
+    profile = _existing(name)
+    if profile.state() in (AgentState.RUNNING, AgentState.DISCONNECTED) and force:
+        stop_daemon(profile)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete endpoint {name} and its tasks at the service?", abort=True)
+    identity = profile.read_identity()
+    if identity is not None:
+        try:
+            with Client(identity.get("service_url")) as client:
+                client.delete_endpoint(str(identity["endpoint_id"]), force=force)
+        except NotFound:
+            pass  # already gone at the service
+    profile.delete()
+    _say(f"deleted endpoint {name}")
+
+
+@app.command("logs")
+def logs(
+    name: NameArg = "default",
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
+) -> None:
+    """Print the endpoint's log."""
+    profile = _existing(name)
+    for line in tail_log(profile, lines):
+        print(line)
+    if follow:
+        try:
+            for line in follow_log(profile):
+                print(line, flush=True)
+        except KeyboardInterrupt:
+            pass

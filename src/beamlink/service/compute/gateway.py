@@ -1,0 +1,216 @@
+"""One connected endpoint agent: its messages in, its task batches out.
+
+Transport-free: the API route hands in text frames and a ``send``/``close`` pair, so this is tested and
+reasoned about without a socket. Database work runs in worker threads; the event loop only moves
+messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
+
+from beamlink.errors import InvalidInput
+from beamlink.protocol.agent import (
+    CLOSE_INVALID,
+    CLOSE_REPLACED,
+    CancelTasks,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    ResultAck,
+    TaskAck,
+    TaskResults,
+    TaskStarted,
+    Welcome,
+    decode_agent_message,
+    encode,
+)
+from beamlink.protocol.compute import TaskResult
+from beamlink.service.compute import endpoints, tasks
+from beamlink.service.compute.models import Endpoint
+from beamlink.service.state import ServiceState
+
+__all__ = ["AgentSession"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+
+class AgentSession:
+    """Lives from the WebSocket accept to its close. The first frame must be ``hello``."""
+
+    def __init__(self, state: ServiceState, endpoint_id: str, send: Send, close: Close) -> None:
+        self.state = state
+        self.endpoint_id = endpoint_id
+        self._send = send
+        self._close = close
+        self._wake = asyncio.Event()
+        self._sent_functions: set[str] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.hello: Hello | None = None
+        self.connected_at: datetime | None = None
+
+    # -- hub side -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def cancel(self, task_ids: list[str]) -> None:
+        await self._safe_send(encode(CancelTasks(task_ids=task_ids)))
+
+    async def replace(self) -> None:
+        await self.close(CLOSE_REPLACED, "a newer connection of this endpoint took over")
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        try:
+            await self._close(code, reason[:120])
+        except Exception:  # the socket may be gone already
+            log.debug("closing agent connection failed", exc_info=True)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _db(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self.state.db.transaction() as session:
+                return fn(session)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def _safe_send(self, text: str) -> bool:
+        if self._closed:
+            return False
+        try:
+            await self._send(text)
+            return True
+        except Exception:
+            log.info("endpoint %s: send failed; the connection is gone", self.endpoint_id)
+            return False
+
+    def _publish(self, results: list[TaskResult]) -> None:
+        self.state.hub.publish(results)
+
+    # -- messages -------------------------------------------------------------------------------
+
+    async def receive(self, frame: str | bytes) -> bool:
+        """Handle one frame; False when the connection was closed because of it."""
+        try:
+            message = decode_agent_message(frame)
+            if self.hello is None and not isinstance(message, Hello):
+                raise InvalidInput(f"the first message must be 'hello', got {message.type!r}")
+        except InvalidInput as exc:
+            log.warning("endpoint %s sent an invalid frame: %s", self.endpoint_id, exc.message)
+            await self.close(CLOSE_INVALID, exc.message)
+            return False
+        handler = getattr(self, f"_on_{message.type}")
+        await handler(message)
+        return True
+
+    async def _on_hello(self, hello: Hello) -> None:
+        self.hello = hello
+        held = set(hello.held_task_ids)
+
+        def connect(session: Session) -> list[TaskResult]:
+            endpoint = session.get(Endpoint, self.endpoint_id)
+            if endpoint is None:
+                return []
+            self.connected_at = endpoints.mark_connected(session, endpoint, hello)
+            return tasks.reconcile(session, self.endpoint_id, held)
+
+        self._publish(await self._db(connect))
+        settings = self.state.settings
+        await self._safe_send(
+            encode(
+                Welcome(
+                    endpoint_id=self.endpoint_id,
+                    heartbeat_period=hello.heartbeat_period,
+                    result_limit=settings.compute_result_limit,
+                )
+            )
+        )
+        log.info(
+            "endpoint %s connected from %s (%s engine, %d task(s) held)",
+            self.endpoint_id,
+            hello.host,
+            hello.engine,
+            len(held),
+        )
+        self._dispatcher = asyncio.create_task(self._dispatch_loop())
+        self.wake()
+
+    async def _on_heartbeat(self, message: Heartbeat) -> None:
+        await self._db(lambda s: endpoints.record_heartbeat(s, self.endpoint_id, message.stats))
+
+    async def _on_ack(self, message: TaskAck) -> None:
+        await self._db(lambda s: tasks.mark_acked(s, self.endpoint_id, message.task_ids))
+
+    async def _on_started(self, message: TaskStarted) -> None:
+        await self._db(lambda s: tasks.mark_started(s, self.endpoint_id, message.task_ids, message.at))
+
+    async def _on_results(self, message: TaskResults) -> None:
+        settings = self.state.settings
+
+        def store(session: Session) -> list[TaskResult]:
+            return tasks.record_outcomes(
+                session,
+                self.endpoint_id,
+                message.results,
+                result_limit=settings.compute_result_limit,
+                ttl_seconds=settings.compute_result_ttl_seconds,
+            )
+
+        finished = await self._db(store)
+        # Acknowledge after the commit: the endpoint deletes its spooled copy only then.
+        await self._safe_send(encode(ResultAck(task_ids=[r.task_id for r in message.results])))
+        self._publish(finished)
+
+    async def _on_goodbye(self, message: Goodbye) -> None:
+        count = await self._db(lambda s: tasks.return_tasks(s, self.endpoint_id, message.returned_task_ids))
+        log.info("endpoint %s is stopping; %d task(s) queued again", self.endpoint_id, count)
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        """Send queued tasks whenever woken; batches as large as what has queued up meanwhile."""
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while not self._closed:
+                sent = set(self._sent_functions)
+                dispatch, failed = await self._db(
+                    lambda s, sent=sent: tasks.claim_for_dispatch(s, self.endpoint_id, sent)  # type: ignore[misc]
+                )
+                self._publish(failed)
+                if dispatch is None:
+                    break
+                if not await self._safe_send(encode(dispatch)):
+                    return  # left as dispatched: the next hello sends them again
+                self._sent_functions.update(f.id for f in dispatch.functions)
+
+    async def finish(self) -> None:
+        """The connection ended: stop dispatching and record the disconnect (if no newer one replaced us)."""
+        self._closed = True
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        connected_at = self.connected_at
+        if self.state.hub.detach(self) and connected_at is not None:
+            await self._db(lambda s: endpoints.mark_disconnected(s, self.endpoint_id, connected_at))
+            log.info("endpoint %s disconnected", self.endpoint_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {"endpoint_id": self.endpoint_id, "host": self.hello.host if self.hello else None}

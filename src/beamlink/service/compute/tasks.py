@@ -1,0 +1,453 @@
+"""The task queue: submission, dispatch bookkeeping, outcomes, retries, cancel and result expiry.
+
+The database is the queue, so nothing is lost when the service or an endpoint restarts: a task is a row
+whose ``state`` moves received → waiting-for-endpoint → dispatched → running → success | failed |
+cancelled, each move appended to ``transitions`` with its time. The live parts (which agent is connected,
+who waits for which result) are in :mod:`.hub`; everything here is plain synchronous domain logic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from beamlink.errors import (
+    EndpointLost,
+    EnvironmentMismatch,
+    FunctionNotAllowed,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    ResultTooLarge,
+    TaskCancelled,
+)
+from beamlink.protocol.agent import TaskAssignment, TaskDispatch, TaskOutcome
+from beamlink.protocol.compute import (
+    TERMINAL_STATES,
+    Environment,
+    TaskBatch,
+    TaskError,
+    TaskInfo,
+    TaskResult,
+    TaskTransition,
+)
+from beamlink.service.auth.principal import Principal
+from beamlink.service.compute import functions as functions_
+from beamlink.service.compute.endpoints import get_endpoint
+from beamlink.service.compute.models import Endpoint, Function, Task
+from beamlink.service.db.base import utcnow
+
+__all__ = [
+    "cancel_tasks",
+    "claim_for_dispatch",
+    "expire_results",
+    "get_task",
+    "lose_tasks_of_absent_endpoints",
+    "mark_acked",
+    "mark_started",
+    "reconcile",
+    "record_outcomes",
+    "release_result",
+    "return_tasks",
+    "submit_batch",
+    "task_info",
+    "task_result",
+    "tasks_query",
+]
+
+QUEUED = ("received", "waiting-for-endpoint")
+IN_FLIGHT = ("dispatched", "running")
+_TRACEBACK_LIMIT = 200_000
+
+
+def _move(task: Task, state: str, at: datetime | None = None) -> None:
+    task.state = state
+    task.transitions = [*task.transitions, {"state": state, "at": (at or utcnow()).isoformat()}]
+
+
+def _format_size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size:,} bytes"
+
+
+def _check_environment(endpoint: Endpoint, function: Function, submitter: Environment) -> None:
+    if endpoint.environment is None:
+        return  # never connected: the endpoint checks each task itself when it arrives
+    here = Environment.model_validate(endpoint.environment)
+    problem = submitter.mismatch(here)
+    if problem is None and function.source is None:
+        # Without source text the function's own pickle must load there too.
+        problem = Environment.model_validate(function.environment).mismatch(here)
+    if problem:
+        raise EnvironmentMismatch(
+            f"endpoint {endpoint.name!r} runs Python {here.python_version} with dill {here.dill_version}, "
+            f"but the task comes from Python {submitter.python_version} with dill {submitter.dill_version} "
+            f"({problem}): submit from a matching environment, or run the endpoint in one",
+            details={
+                "endpoint": here.model_dump(),
+                "submitter": submitter.model_dump(),
+                "function_id": function.id,
+            },
+        )
+
+
+def submit_batch(
+    session: Session, principal: Principal, batch: TaskBatch, *, payload_limit: int
+) -> tuple[Endpoint, list[Task]]:
+    """Check every task of the batch, then queue them all (all or nothing)."""
+    endpoint = get_endpoint(session, principal, batch.endpoint, "user")
+    wanted = {spec.function_id for spec in batch.tasks}
+    found = {fid: functions_.get_function(session, principal, fid) for fid in wanted}
+    for fid, function in found.items():
+        if endpoint.allowed_functions is not None and fid not in endpoint.allowed_functions:
+            raise FunctionNotAllowed(
+                f"endpoint {endpoint.name!r} does not allow function {function.name!r} ({fid}): its owner "
+                "lists the functions it runs under allowed_functions in the endpoint's config.yaml",
+                details={"function_id": fid, "endpoint_id": endpoint.id},
+            )
+        _check_environment(endpoint, function, batch.environment)
+    for index, spec in enumerate(batch.tasks):
+        if len(spec.args) > payload_limit:
+            raise PayloadTooLarge(
+                f"the arguments of task {index} are {_format_size(len(spec.args))}, over the "
+                f"{_format_size(payload_limit)} limit: put the data in a collection and pass its path",
+                details={"index": index, "size": len(spec.args), "limit": payload_limit},
+            )
+    group = batch.task_group_id or str(uuid.uuid4())
+    now = utcnow()
+    created = []
+    for index, spec in enumerate(batch.tasks):
+        # A microsecond apart, so (created_at, id) order is submission order: tasks run first in, first out.
+        at = now + timedelta(microseconds=index)
+        task = Task(
+            id=str(uuid.uuid4()),
+            function_id=spec.function_id,
+            endpoint_id=endpoint.id,
+            owner_id=principal.id,
+            task_group_id=group,
+            state="received",
+            args=spec.args,
+            environment=batch.environment.model_dump(),
+            timeout=spec.timeout,
+            max_retries=spec.max_retries,
+            transitions=[{"state": "received", "at": at.isoformat()}],
+            created_at=at,
+        )
+        if not endpoint.online:
+            _move(task, "waiting-for-endpoint", at)
+        created.append(task)
+    session.add_all(created)
+    session.flush()
+    return endpoint, created
+
+
+def claim_for_dispatch(
+    session: Session, endpoint_id: str, sent_functions: set[str], *, limit: int = 1000
+) -> tuple[TaskDispatch | None, list[TaskResult]]:
+    """Move queued tasks of an endpoint to ``dispatched`` and build the message that carries them.
+
+    Functions already sent on this connection are not sent again. A task whose function was deleted
+    fails here. Returns the message (None when nothing is queued) and the tasks that failed.
+    """
+    query = (
+        select(Task)
+        .where(Task.endpoint_id == endpoint_id, Task.state.in_(QUEUED))
+        .order_by(Task.created_at, Task.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    tasks = list(session.scalars(query))
+    if not tasks:
+        return None, []
+    needed = {t.function_id for t in tasks} - sent_functions
+    codes = (
+        {f.id: f for f in session.scalars(select(Function).where(Function.id.in_(needed)))} if needed else {}
+    )
+    now = utcnow()
+    assignments = []
+    failed = []
+    for task in tasks:
+        if task.function_id in needed and task.function_id not in codes:
+            _finish_failed(
+                task, NotFound.code, f"function {task.function_id} was deleted before the task ran", now
+            )
+            failed.append(task_result(task))
+            continue
+        _move(task, "dispatched", now)
+        task.acked = False
+        assignments.append(
+            TaskAssignment(
+                task_id=task.id,
+                function_id=task.function_id,
+                args=task.args or "",
+                timeout=task.timeout,
+                attempt=task.attempt,
+                submitter_environment=Environment.model_validate(task.environment),
+            )
+        )
+    if not assignments:
+        return None, failed
+    return (
+        TaskDispatch(functions=[functions_.function_code(f) for f in codes.values()], tasks=assignments),
+        failed,
+    )
+
+
+def _endpoint_tasks(session: Session, endpoint_id: str, ids: Iterable[str]) -> list[Task]:
+    id_list = list(ids)
+    if not id_list:
+        return []
+    return list(session.scalars(select(Task).where(Task.endpoint_id == endpoint_id, Task.id.in_(id_list))))
+
+
+def mark_acked(session: Session, endpoint_id: str, ids: Sequence[str]) -> None:
+    for task in _endpoint_tasks(session, endpoint_id, ids):
+        if task.state in IN_FLIGHT:
+            task.acked = True
+
+
+def mark_started(session: Session, endpoint_id: str, ids: Sequence[str], at: datetime) -> None:
+    for task in _endpoint_tasks(session, endpoint_id, ids):
+        if task.state == "dispatched":
+            task.acked = True
+            _move(task, "running", at)
+
+
+def _finish_failed(task: Task, code: str, message: str, at: datetime, **extra: Any) -> None:
+    task.error = TaskError(code=code, message=message, **extra).model_dump()
+    task.completed_at = at
+    task.args = None
+    _move(task, "failed", at)
+
+
+def _bounded_error(error: TaskError, limit: int) -> TaskError:
+    traceback = error.traceback
+    if traceback and len(traceback) > _TRACEBACK_LIMIT:
+        traceback = "…(earlier frames cut)…\n" + traceback[-_TRACEBACK_LIMIT:]
+    exception = error.exception if error.exception and len(error.exception) <= limit else None
+    return error.model_copy(update={"traceback": traceback, "exception": exception})
+
+
+def record_outcomes(
+    session: Session,
+    endpoint_id: str,
+    outcomes: Sequence[TaskOutcome],
+    *,
+    result_limit: int,
+    ttl_seconds: int,
+) -> list[TaskResult]:
+    """Store the outcomes reported by an endpoint; duplicates and outcomes of finished tasks are dropped.
+
+    Returns the tasks that finished now, for the hub to push to whoever waits.
+    """
+    by_id = {t.id: t for t in _endpoint_tasks(session, endpoint_id, [o.task_id for o in outcomes])}
+    finished = []
+    for outcome in outcomes:
+        task = by_id.get(outcome.task_id)
+        if task is None or task.state in TERMINAL_STATES:
+            continue
+        at = outcome.finished_at
+        if outcome.started_at is not None and task.state == "dispatched":
+            _move(task, "running", outcome.started_at)
+        task.stdout = outcome.stdout
+        task.stderr = outcome.stderr
+        if outcome.state == "success" and outcome.result is not None and len(outcome.result) > result_limit:
+            _finish_failed(
+                task,
+                ResultTooLarge.code,
+                f"the result is {_format_size(len(outcome.result))}, over the service's "
+                f"{_format_size(result_limit)} result limit: write it to a file and move it with a transfer",
+                at,
+            )
+        elif outcome.state == "success":
+            task.result = outcome.result
+            task.result_size = len(outcome.result or "")
+            task.result_expires_at = at + timedelta(seconds=ttl_seconds)
+            task.completed_at = at
+            task.args = None
+            _move(task, "success", at)
+        else:
+            error = outcome.error or TaskError(code="TASK_FAILED", message="the endpoint gave no reason")
+            task.error = _bounded_error(error, result_limit).model_dump()
+            task.completed_at = at
+            task.args = None
+            _move(task, "cancelled" if outcome.state == "cancelled" else "failed", at)
+        finished.append(task_result(task))
+    return finished
+
+
+def return_tasks(session: Session, endpoint_id: str, ids: Sequence[str]) -> int:
+    """Tasks an endpoint handed back at a clean stop: queued again, at no cost to their retries."""
+    count = 0
+    for task in _endpoint_tasks(session, endpoint_id, ids):
+        if task.state in IN_FLIGHT:
+            task.acked = False
+            _move(task, "waiting-for-endpoint")
+            count += 1
+    return count
+
+
+def _lose(task: Task, reason: str, now: datetime) -> TaskResult | None:
+    """A task the endpoint had and lost: run it again while retries remain, else fail EndpointLost."""
+    task.acked = False
+    if task.attempt <= task.max_retries:
+        task.attempt += 1
+        _move(task, "waiting-for-endpoint", now)
+        return None
+    _finish_failed(
+        task,
+        EndpointLost.code,
+        f"{reason}; the task was tried {task.attempt} time(s) (max_retries={task.max_retries})",
+        now,
+    )
+    return task_result(task)
+
+
+def reconcile(session: Session, endpoint_id: str, held: set[str]) -> list[TaskResult]:
+    """At an agent's hello: in-flight tasks it does not hold were lost (or never arrived)."""
+    now = utcnow()
+    failed = []
+    in_flight = session.scalars(
+        select(Task).where(Task.endpoint_id == endpoint_id, Task.state.in_(IN_FLIGHT))
+    )
+    for task in in_flight:
+        if task.id in held:
+            continue
+        if task.acked or task.state == "running":
+            result = _lose(task, "the endpoint restarted while it held the task", now)
+            if result is not None:
+                failed.append(result)
+        else:
+            _move(task, "waiting-for-endpoint", now)  # sent but never received: send again, free
+    return failed
+
+
+def lose_tasks_of_absent_endpoints(session: Session, grace_seconds: float) -> list[TaskResult]:
+    """Endpoints away longer than the grace period give up their in-flight tasks."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace_seconds)
+    absent = select(Endpoint.id).where(
+        Endpoint.disconnected_at.is_not(None), Endpoint.disconnected_at < cutoff
+    )
+    failed = []
+    for task in session.scalars(select(Task).where(Task.endpoint_id.in_(absent), Task.state.in_(IN_FLIGHT))):
+        result = _lose(task, f"the endpoint was disconnected for more than {grace_seconds:g} s", now)
+        if result is not None:
+            failed.append(result)
+    return failed
+
+
+def expire_results(session: Session) -> int:
+    """Drop results past their time to live (the task row and its history stay)."""
+    count = 0
+    for task in session.scalars(
+        select(Task).where(Task.result_expires_at < utcnow(), Task.result.is_not(None)).limit(1000)
+    ):
+        task.result = None
+        task.result_released = True
+        count += 1
+    return count
+
+
+def get_task(session: Session, principal: Principal, task_id: str) -> Task:
+    task = session.get(Task, task_id)
+    if task is None or not (principal.is_admin or task.owner_id == principal.id):
+        raise NotFound(
+            f"task {task_id} not found (or you have no access to it)", details={"task_id": task_id}
+        )
+    return task
+
+
+def tasks_query(
+    principal: Principal,
+    *,
+    state: str | None = None,
+    endpoint_id: str | None = None,
+    task_group_id: str | None = None,
+    ids: Sequence[str] | None = None,
+) -> Select[Task]:
+    query = select(Task)
+    if not principal.is_admin:
+        query = query.where(Task.owner_id == principal.id)
+    if state:
+        query = query.where(Task.state == state)
+    if endpoint_id:
+        query = query.where(Task.endpoint_id == endpoint_id)
+    if task_group_id:
+        query = query.where(Task.task_group_id == task_group_id)
+    if ids is not None:
+        query = query.where(Task.id.in_(list(ids)))
+    return query
+
+
+def cancel_tasks(
+    session: Session, principal: Principal, ids: Sequence[str], *, online: set[str]
+) -> tuple[list[TaskResult], dict[str, list[str]]]:
+    """Cancel tasks: queued ones (or ones on an offline endpoint) at once; in-flight ones on a connected
+    endpoint by asking it (it answers with a cancelled outcome). Returns (finished now, {endpoint: ids})."""
+    now = utcnow()
+    finished: list[TaskResult] = []
+    signal: dict[str, list[str]] = {}
+    for task_id in ids:
+        task = get_task(session, principal, task_id)
+        if task.state in TERMINAL_STATES:
+            continue
+        if task.state in IN_FLIGHT and task.endpoint_id in online:
+            signal.setdefault(task.endpoint_id, []).append(task.id)
+            continue
+        task.error = TaskError(code=TaskCancelled.code, message="cancelled by its owner").model_dump()
+        task.completed_at = now
+        task.args = None
+        _move(task, "cancelled", now)
+        finished.append(task_result(task))
+    return finished, signal
+
+
+def release_result(session: Session, principal: Principal, task_id: str) -> Task:
+    task = get_task(session, principal, task_id)
+    if task.state not in TERMINAL_STATES:
+        raise InvalidInput(
+            f"task {task_id} is {task.state}: only a finished task's result can be released "
+            "(cancel it instead)",
+            details={"task_id": task_id, "state": task.state},
+        )
+    task.result = None
+    task.result_released = True
+    return task
+
+
+def task_info(task: Task) -> TaskInfo:
+    return TaskInfo(
+        id=task.id,
+        function_id=task.function_id,
+        endpoint_id=task.endpoint_id,
+        task_group_id=task.task_group_id,
+        owner_id=task.owner_id,
+        state=task.state,
+        created_at=task.created_at,
+        completed_at=task.completed_at,
+        attempt=task.attempt,
+        max_retries=task.max_retries,
+        timeout=task.timeout,
+        transitions=[TaskTransition.model_validate(t) for t in task.transitions],
+        error=TaskError.model_validate(task.error) if task.error else None,
+        result_size=task.result_size,
+        result_expires_at=task.result_expires_at,
+        result_released=task.result_released,
+    )
+
+
+def task_result(task: Task) -> TaskResult:
+    return TaskResult(
+        id=task.id,
+        task_group_id=task.task_group_id,
+        state=task.state,
+        result=task.result,
+        error=TaskError.model_validate(task.error) if task.error else None,
+        completed_at=task.completed_at,
+    )

@@ -1,0 +1,86 @@
+"""Helpers for whole-system tests: a person with their own BEAMLINK_HOME, driving the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from beamlink.sdk import Client
+from helpers import CliResult
+
+
+@dataclass
+class Person:
+    """A user with a home of their own (credentials.json, endpoint profiles) and an SDK client."""
+
+    username: str
+    password: str
+    home: Path
+    url: str
+    client: Client
+    started: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 120) -> CliResult:
+        env = {
+            **os.environ,
+            "BEAMLINK_HOME": str(self.home),
+            "BEAMLINK_URL": self.url,
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "beamlink", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    def profile(self, name: str) -> Path:
+        return self.home / "endpoints" / name
+
+    def configure(self, name: str, config: str) -> Path:
+        result = self.cli("endpoint", "configure", name)
+        assert result.code == 0, result.stderr
+        path = self.profile(name) / "config.yaml"
+        path.write_text(config)
+        return path
+
+    def start(self, name: str) -> str:
+        result = self.cli("endpoint", "start", name)
+        assert result.code == 0, result.stderr + result.stdout
+        self.started.append(name)
+        return result.stdout.split(": ", 1)[1].split(" ", 1)[0]
+
+    def daemon_pid(self, name: str) -> int:
+        return int((self.profile(name) / "daemon.pid").read_text().split()[0])
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    try:
+        proc = psutil.Process(pid)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+THREAD_CONFIG = """\
+engine:
+  type: thread
+  max_workers: 4
+heartbeat_period: 1
+"""
+
+PROCESS_CONFIG = """\
+engine:
+  type: process
+  max_workers: 2
+heartbeat_period: 1
+"""
