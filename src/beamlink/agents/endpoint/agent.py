@@ -8,6 +8,7 @@ is written to the spool before it is sent and deleted when the service acknowled
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -46,6 +47,7 @@ __all__ = ["EndpointAgent"]
 log = logging.getLogger(__name__)
 
 _RESULTS_PER_MESSAGE = 500
+_COALESCE_SECONDS = 0.002
 
 
 class EndpointAgent:
@@ -62,6 +64,7 @@ class EndpointAgent:
         self._functions: dict[str, FunctionCode] = {}
         self._outcomes: list[TaskOutcome] = []
         self._started: dict[str, datetime] = {}
+        self._acks: list[str] = []
         self._wake = asyncio.Event()
         self._welcomed = asyncio.Event()
         self._last_activity = time.monotonic()
@@ -201,7 +204,9 @@ class EndpointAgent:
                     output_limit=self.config.output_limit,
                 )
             )
-        await self.gateway.send(encode(TaskAck(task_ids=accepted)))
+        # Acknowledged by the flusher: a task that finishes within a moment needs only its result.
+        self._acks.extend(accepted)
+        self._wake.set()
 
     # -- loops ----------------------------------------------------------------------------------
 
@@ -209,13 +214,22 @@ class EndpointAgent:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self._outcomes:
+                # Only acks or starts to send: wait a moment for results, which make them unnecessary.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _COALESCE_SECONDS)
+                self._wake.clear()
             await self._flush()
 
     async def _flush(self) -> None:
         """Batch what the engine reported since the last pass: started tasks, then finished ones."""
         outcomes, self._outcomes = self._outcomes, []
         started, self._started = self._started, {}
+        acks, self._acks = self._acks, []
         finished_ids = {o.task_id for o in outcomes}
+        unfinished = [t for t in acks if t not in finished_ids]
+        if unfinished:
+            await self.gateway.send(encode(TaskAck(task_ids=unfinished)))
         still_running = [t for t in started if t not in finished_ids]
         if still_running and self.gateway.connected:
             at = min(started[t] for t in still_running)

@@ -175,9 +175,9 @@ class AgentSession:
             )
 
         finished = await self._db(store)
+        self._publish(finished)
         # Acknowledge after the commit: the endpoint deletes its spooled copy only then.
         await self._safe_send(encode(ResultAck(task_ids=[r.task_id for r in message.results])))
-        self._publish(finished)
 
     async def _on_goodbye(self, message: Goodbye) -> None:
         count = await self._db(lambda s: tasks.return_tasks(s, self.endpoint_id, message.returned_task_ids))

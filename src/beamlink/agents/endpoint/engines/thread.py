@@ -119,6 +119,7 @@ class ThreadEngine(Engine):
                 with self._lock:
                     self._timers.pop(job.task_id, None)
         with self._lock:
+            entry.extra["returned"] = True  # a timer firing from now on is too late to matter
             if entry.extra.get("abandoned"):
                 self._abandoned -= 1
         self._report(entry, outcome)
@@ -127,7 +128,7 @@ class ThreadEngine(Engine):
         job = entry.job
         assert job.timeout is not None
         with self._lock:
-            if not self._is_current(entry):
+            if not self._is_current(entry) or entry.extra.get("returned"):
                 return
             entry.extra["abandoned"] = True
             self._abandoned += 1
