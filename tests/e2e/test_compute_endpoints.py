@@ -202,3 +202,52 @@ def test_unknown_endpoint_is_a_clear_error(make_person: Callable[..., Person]) -
     result = alice.cli("endpoint", "start", "nowhere")
     assert result.code == 1
     assert "beamlink endpoint configure nowhere" in result.stderr
+
+
+PARSL_CONFIG = """\
+engine:
+  type: parsl
+  max_workers_per_node: 2
+  heartbeat_period: 1         # HTEX's own: notices a dead worker within seconds
+  heartbeat_threshold: 3
+  provider:
+    type: LocalProvider
+    init_blocks: 1
+    min_blocks: 1
+    max_blocks: 1
+heartbeat_period: 1
+"""
+
+
+@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
+def test_parsl_endpoint_runs_functions_and_survives_a_lost_worker(make_person: Callable[..., Person]) -> None:
+    alice = make_person()
+    alice.configure("hpc", PARSL_CONFIG)
+    endpoint_id = alice.start("hpc")
+    with Executor(endpoint_id, client=alice.client) as ex:
+        assert list(ex.map(square, range(10), timeout=120)) == [x * x for x in range(10)]
+        with pytest.raises(WorkerLost):
+            ex.submit(crash).result(timeout=60)
+        assert ex.submit(square, 9).result(timeout=60) == 81
+    running = alice.client.submit(endpoint_id, nap, 60)
+    wait_until = time.monotonic() + 30
+    while alice.client.get_task(running).state != "running" and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    alice.client.cancel(running)
+    assert alice.client.get_task_result(running, timeout=30).state == "cancelled"
+    # The daemon, the interchange, and the worker pool (started by the provider, in its own session).
+    ours = [*process_tree(alice.daemon_pid("hpc")), *mentioning(str(alice.profile("hpc")))]
+    assert any("process_worker_pool" in " ".join(p.cmdline()) for p in ours)
+    assert alice.cli("endpoint", "stop", "hpc").code == 0
+    alice.started.remove("hpc")
+    assert not [p for p in ours if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not mentioning(str(alice.profile("hpc")))
+
+
+def mentioning(text: str) -> list[psutil.Process]:
+    """Live processes whose command line mentions ``text`` (the endpoint's run directory)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and text in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
