@@ -13,7 +13,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from beamlink.errors import Conflict, NotFound, PermissionDenied
@@ -22,7 +22,7 @@ from beamlink.protocol.compute import EndpointInfo, EndpointRegister, EndpointRe
 from beamlink.service.auth import permissions
 from beamlink.service.auth.principal import Principal
 from beamlink.service.auth.tokens import hash_token
-from beamlink.service.compute.models import Endpoint, Task
+from beamlink.service.compute.models import Endpoint
 from beamlink.service.db.base import utcnow
 
 __all__ = [
@@ -214,14 +214,3 @@ def endpoint_info(endpoint: Endpoint) -> EndpointInfo:
 
 def registered_info(endpoint: Endpoint, secret: str) -> EndpointRegistered:
     return EndpointRegistered(**endpoint_info(endpoint).model_dump(), agent_secret=secret)
-
-
-def has_unfinished_tasks(session: Session, endpoint_id: str) -> bool:
-    return (
-        session.scalar(
-            select(Task.id)
-            .where(Task.endpoint_id == endpoint_id, or_(Task.state == "dispatched", Task.state == "running"))
-            .limit(1)
-        )
-        is not None
-    )

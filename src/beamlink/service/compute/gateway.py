@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy.orm import Session
@@ -211,6 +211,3 @@ class AgentSession:
         if self.state.hub.detach(self) and connected_at is not None:
             await self._db(lambda s: endpoints.mark_disconnected(s, self.endpoint_id, connected_at))
             log.info("endpoint %s disconnected", self.endpoint_id)
-
-    def describe(self) -> dict[str, Any]:
-        return {"endpoint_id": self.endpoint_id, "host": self.hello.host if self.hello else None}
