@@ -137,14 +137,24 @@ class ComputeMixin(BaseClient):
     ) -> TaskBatchCreated:
         """Many calls in one request. Arguments are serialized here: one that cannot be is a
         SerializationError naming it, before anything is sent."""
+        packed = [(fid, serialize.pack_arguments(tuple(args), dict(kwargs))) for fid, args, kwargs in calls]
+        return self.submit_packed(
+            endpoint, packed, task_group_id=task_group_id, timeout=timeout, max_retries=max_retries
+        )
+
+    def submit_packed(
+        self,
+        endpoint: str,
+        packed: Sequence[tuple[str, str]],
+        *,
+        task_group_id: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+    ) -> TaskBatchCreated:
+        """Submit (function id, packed arguments) pairs; the one request behind every submission."""
         tasks = [
-            {
-                "function_id": function_id,
-                "args": serialize.pack_arguments(tuple(args), dict(kwargs)),
-                "timeout": timeout,
-                "max_retries": max_retries,
-            }
-            for function_id, args, kwargs in calls
+            {"function_id": fid, "args": args, "timeout": timeout, "max_retries": max_retries}
+            for fid, args in packed
         ]
         body = {
             "endpoint": endpoint,

@@ -165,24 +165,20 @@ class Executor(_BaseExecutor):
         live = [(f, fid, args) for f, fid, args in batch if f.set_running_or_notify_cancel()]
         if not live:
             return
-        tasks = [
-            {"function_id": fid, "args": args, "timeout": self.timeout, "max_retries": self.max_retries}
-            for _, fid, args in live
-        ]
-        body = {
-            "endpoint": self.endpoint,
-            "tasks": tasks,
-            "task_group_id": self.task_group_id,
-            "environment": serialize.environment().model_dump(),
-        }
         try:
-            created = self.client.request("POST", "/v1/tasks", json=body)
+            created = self.client.submit_packed(
+                self.endpoint,
+                [(fid, args) for _, fid, args in live],
+                task_group_id=self.task_group_id,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
         except BaseException as exc:
             for future, _, _ in live:
                 future.set_exception(exc)
             return
         with self._lock:
-            for (future, _, _), task_id in zip(live, created["task_ids"], strict=True):
+            for (future, _, _), task_id in zip(live, created.task_ids, strict=True):
                 future.task_id = task_id
                 self._by_task[task_id] = future
             early = [(self._by_task[t], self._early.pop(t)) for t in list(self._early) if t in self._by_task]
