@@ -1003,7 +1003,11 @@ class GatewayClient:
 
     async def _dial(self) -> ClientConnection:
         return await connect(
-            self.url, additional_headers=self._headers(), max_size=self._max_message_bytes, open_timeout=15
+            self.url,
+            additional_headers=self._headers(),
+            max_size=self._max_message_bytes,
+            open_timeout=15,
+            compression=None,  # see service/server.py: deflate costs more than it saves here
         )
 
     async def _wait(self, delay: float, stop: asyncio.Event) -> None:

@@ -77,8 +77,15 @@ def serve(settings: Settings) -> None:
     finally:
         database.dispose()
     app = create_app(settings, prepare=False)
+    # No per-message deflate on agent WebSockets: task frames are small or already-packed payloads, and
+    # compressing each one cost more CPU than the loopback/LAN bytes it saved (docs/architecture.md).
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, timeout_graceful_shutdown=10, lifespan="on"
+        app,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        ws_per_message_deflate=False,
     )
     server = _Server(config)
     log.info("listening on %s:%s", settings.host, settings.port)

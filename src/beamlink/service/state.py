@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from beamlink.config import Settings
+from beamlink.service.auth.cache import PrincipalCache
 from beamlink.service.compute.hub import ComputeHub
 from beamlink.service.db.base import utcnow
 from beamlink.service.db.engine import Database
@@ -18,4 +19,8 @@ class ServiceState:
     settings: Settings
     db: Database
     hub: ComputeHub = field(default_factory=ComputeHub)
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
     started_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        self.principals.watch(self.db.session_factory)

@@ -193,10 +193,20 @@ def submit_tasks(state: State, principal: CurrentPrincipal, body: TaskBatch) -> 
         endpoint, created = tasks.submit_batch(
             session, principal, body, payload_limit=state.settings.compute_payload_limit
         )
+        # Endpoint connected: dispatch in this same transaction and send right after the commit, rather
+        # than waking the connection's dispatcher to claim the rows in a second one (the hot path).
+        link = state.hub.link(endpoint.id)
+        dispatch, failed = (
+            tasks.dispatch(session, created, link.sent_functions()) if link is not None else (None, [])
+        )
         answer = TaskBatchCreated(
             endpoint_id=endpoint.id, task_group_id=created[0].task_group_id, task_ids=[t.id for t in created]
         )
-    state.hub.notify_endpoint(answer.endpoint_id)  # after the commit, so the dispatcher sees the rows
+    state.hub.publish(failed)
+    if link is None:
+        state.hub.notify_endpoint(answer.endpoint_id)  # it may have connected since: its dispatcher looks
+    elif dispatch is not None:
+        state.hub.deliver(link, dispatch)
     return answer
 
 

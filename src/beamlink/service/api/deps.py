@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from beamlink.errors import AuthenticationFailed
 from beamlink.service.auth.principal import Principal
-from beamlink.service.auth.tokens import authenticate
+from beamlink.service.auth.tokens import authenticate, hash_token
 from beamlink.service.db.paging import MAX_LIMIT
 from beamlink.service.state import ServiceState
 
@@ -30,8 +30,16 @@ State = Annotated[ServiceState, Depends(get_state)]
 def _principal(state: ServiceState, credentials: HTTPAuthorizationCredentials | None) -> Principal | None:
     if credentials is None:
         return None
+    token_hash = hash_token(credentials.credentials)
+    principal = state.principals.get(token_hash)
+    if principal is not None:
+        return principal
+    generation = state.principals.generation
     with state.db.transaction() as session:
-        return authenticate(session, credentials.credentials)
+        principal = authenticate(session, credentials.credentials)
+    if principal.token_expires_at is not None:
+        state.principals.put(token_hash, principal, principal.token_expires_at, generation)
+    return principal
 
 
 def optional_principal(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 __all__ = ["Principal"]
 
@@ -17,3 +18,4 @@ class Principal:
     is_admin: bool = False
     group_ids: frozenset[str] = field(default_factory=frozenset)
     token_id: str | None = None
+    token_expires_at: datetime | None = None

@@ -74,6 +74,7 @@ def authenticate(session: Session, raw: str) -> Principal:
         is_admin=user.is_admin,
         group_ids=groups,
         token_id=row.id,
+        token_expires_at=row.expires_at,
     )
 
 

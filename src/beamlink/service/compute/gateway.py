@@ -26,6 +26,7 @@ from beamlink.protocol.agent import (
     Hello,
     ResultAck,
     TaskAck,
+    TaskDispatch,
     TaskResults,
     TaskStarted,
     Welcome,
@@ -55,9 +56,11 @@ class AgentSession:
         self._send = send
         self._close = close
         self._wake = asyncio.Event()
+        self._send_lock = asyncio.Lock()
         self._sent_functions: set[str] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closed = False
+        self.ready = False  # hello handled: tasks may be sent to it directly
         self.hello: Hello | None = None
         self.connected_at: datetime | None = None
 
@@ -65,6 +68,22 @@ class AgentSession:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def sent_functions(self) -> set[str]:
+        """The functions this connection has carried (a copy: read from request threads)."""
+        return set(self._sent_functions)
+
+    async def deliver(self, dispatch: TaskDispatch) -> None:
+        """Send tasks a submit request marked dispatched to this connection.
+
+        If this connection closed in the meantime its successor's hello may already have reconciled, so
+        nobody would send these: queue them again and wake whichever connection the endpoint has now.
+        """
+        if await self._send_dispatch(dispatch):
+            return
+        ids = [t.task_id for t in dispatch.tasks]
+        await self._db(lambda s: tasks.requeue_unsent(s, self.endpoint_id, ids))
+        self.state.hub.notify_endpoint(self.endpoint_id)
 
     async def cancel(self, task_ids: list[str]) -> None:
         await self._safe_send(encode(CancelTasks(task_ids=task_ids)))
@@ -96,7 +115,8 @@ class AgentSession:
         if self._closed:
             return False
         try:
-            await self._send(text)
+            async with self._send_lock:  # the dispatcher, submit requests and cancels share the socket
+                await self._send(text)
             return True
         except Exception:
             log.info("endpoint %s: send failed; the connection is gone", self.endpoint_id)
@@ -151,6 +171,7 @@ class AgentSession:
             len(held),
         )
         self._dispatcher = asyncio.create_task(self._dispatch_loop())
+        self.ready = True
         self.wake()
 
     async def _on_heartbeat(self, message: Heartbeat) -> None:
@@ -198,9 +219,14 @@ class AgentSession:
                 self._publish(failed)
                 if dispatch is None:
                     break
-                if not await self._safe_send(encode(dispatch)):
+                if not await self._send_dispatch(dispatch):
                     return  # left as dispatched: the next hello sends them again
-                self._sent_functions.update(f.id for f in dispatch.functions)
+
+    async def _send_dispatch(self, dispatch: TaskDispatch) -> bool:
+        if not await self._safe_send(encode(dispatch)):
+            return False
+        self._sent_functions.update(f.id for f in dispatch.functions)
+        return True
 
     async def finish(self) -> None:
         """The connection ended: stop dispatching and record the disconnect (if no newer one replaced us)."""

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from beamlink.protocol.agent import TaskDispatch
 from beamlink.protocol.compute import TaskResult
 
 __all__ = ["AgentLink", "ComputeHub"]
@@ -26,8 +27,13 @@ class AgentLink(Protocol):
     """A connected agent as the hub sees it (implemented by gateway.AgentSession)."""
 
     endpoint_id: str
+    ready: bool
+
+    def sent_functions(self) -> set[str]: ...
 
     def wake(self) -> None: ...
+
+    async def deliver(self, dispatch: TaskDispatch) -> None: ...
 
     async def cancel(self, task_ids: list[str]) -> None: ...
 
@@ -93,6 +99,15 @@ class ComputeHub:
                 link.wake()
 
         self._call(wake)
+
+    def link(self, endpoint_id: str) -> AgentLink | None:
+        """The endpoint's connection if it is ready for tasks (read from any thread: a dict lookup)."""
+        link = self._links.get(endpoint_id)
+        return link if link is not None and link.ready else None
+
+    def deliver(self, link: AgentLink, dispatch: TaskDispatch) -> None:
+        """Send tasks already marked dispatched on ``link`` (from any thread, after their commit)."""
+        self._spawn(lambda: link.deliver(dispatch))
 
     def cancel_on_agent(self, endpoint_id: str, task_ids: list[str]) -> None:
         link = self._links.get(endpoint_id)

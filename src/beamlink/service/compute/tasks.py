@@ -45,6 +45,7 @@ from beamlink.service.db.base import utcnow
 __all__ = [
     "cancel_tasks",
     "claim_for_dispatch",
+    "dispatch",
     "expire_results",
     "get_task",
     "lose_tasks_of_absent_endpoints",
@@ -53,6 +54,7 @@ __all__ = [
     "reconcile",
     "record_outcomes",
     "release_result",
+    "requeue_unsent",
     "return_tasks",
     "submit_batch",
     "task_info",
@@ -148,11 +150,7 @@ def submit_batch(
 def claim_for_dispatch(
     session: Session, endpoint_id: str, sent_functions: set[str], *, limit: int = 1000
 ) -> tuple[TaskDispatch | None, list[TaskResult]]:
-    """Move queued tasks of an endpoint to ``dispatched`` and build the message that carries them.
-
-    Functions already sent on this connection are not sent again. A task whose function was deleted
-    fails here. Returns the message (None when nothing is queued) and the tasks that failed.
-    """
+    """Move the oldest queued tasks of an endpoint to ``dispatched``; see :func:`dispatch`."""
     query = (
         select(Task)
         .where(Task.endpoint_id == endpoint_id, Task.state.in_(QUEUED))
@@ -161,7 +159,19 @@ def claim_for_dispatch(
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    tasks = list(session.scalars(query))
+    return dispatch(session, list(session.scalars(query)), sent_functions)
+
+
+def dispatch(
+    session: Session, tasks: Sequence[Task], sent_functions: set[str]
+) -> tuple[TaskDispatch | None, list[TaskResult]]:
+    """Move ``tasks`` to ``dispatched`` and build the message that carries them to their endpoint.
+
+    Used for the queue's backlog (:func:`claim_for_dispatch`) and, in the submit transaction itself,
+    for a batch whose endpoint is connected right now, which saves a transaction on the hot path.
+    Functions already sent on this connection are not sent again. A task whose function was deleted
+    fails here. Returns the message (None when nothing is left to send) and the tasks that failed.
+    """
     if not tasks:
         return None, []
     needed = {t.function_id for t in tasks} - sent_functions
@@ -292,8 +302,24 @@ def return_tasks(session: Session, endpoint_id: str, ids: Sequence[str]) -> int:
     return count
 
 
+def requeue_unsent(session: Session, endpoint_id: str, ids: Sequence[str]) -> int:
+    """Tasks marked dispatched whose message could not be sent: queued again, at no cost."""
+    count = 0
+    for task in _endpoint_tasks(session, endpoint_id, ids):
+        if task.state == "dispatched" and not task.acked:
+            _move(task, "waiting-for-endpoint")
+            count += 1
+    return count
+
+
 def _lose(task: Task, reason: str, now: datetime) -> TaskResult | None:
-    """A task the endpoint had and lost: run it again while retries remain, else fail EndpointLost."""
+    """A task the endpoint had and lost: run it again while retries remain, else fail EndpointLost.
+
+    One it never confirmed receiving (sent just as the connection broke) goes back at no cost.
+    """
+    if not task.acked and task.state == "dispatched":
+        _move(task, "waiting-for-endpoint", now)
+        return None
     task.acked = False
     if task.attempt <= task.max_retries:
         task.attempt += 1
@@ -318,12 +344,9 @@ def reconcile(session: Session, endpoint_id: str, held: set[str]) -> list[TaskRe
     for task in in_flight:
         if task.id in held:
             continue
-        if task.acked or task.state == "running":
-            result = _lose(task, "the endpoint restarted while it held the task", now)
-            if result is not None:
-                failed.append(result)
-        else:
-            _move(task, "waiting-for-endpoint", now)  # sent but never received: send again, free
+        result = _lose(task, "the endpoint restarted while it held the task", now)
+        if result is not None:
+            failed.append(result)
     return failed
 
 
