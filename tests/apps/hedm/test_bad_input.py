@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from apps._bad_input import Case, assert_invalid_input, bad_input_cases
 from beamlink.apps.hedm.framewise import merge_across_omega, search_frames
 from beamlink.apps.hedm.peaksearch import merge_blocks, search_block, search_stack, split_blocks
 from beamlink.apps.hedm.pvfit import refine_peaks
@@ -40,8 +41,8 @@ def _malformed_piece(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
-CASES: list[tuple[str, Callable[[], object], str, str]] = [
-    ("empty stack", lambda: search_stack(np.zeros((0, 8, 8)), threshold=1.0), "stack", "at least one frame"),
+CASES: list[Case] = [
+    ("empty stack", lambda: search_stack(np.zeros((0, 8, 8)), threshold=1.0), "stack", "at least one value"),
     ("empty frame", lambda: search_stack(np.zeros((3, 0, 8)), threshold=1.0), "stack", "at least one"),
     ("2-D stack", lambda: search_stack(np.zeros((8, 8)), threshold=1.0), "stack", "frames[None]"),
     ("4-D stack", lambda: search_stack(np.zeros((2, 2, 8, 8)), threshold=1.0), "stack", "(n_frames, y, z)"),
@@ -89,13 +90,9 @@ CASES: list[tuple[str, Callable[[], object], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "call", "field", "fix"), CASES, ids=[c[0] for c in CASES])
+@bad_input_cases(CASES)
 def test_bad_input_raises_invalid_input(name: str, call: Callable[[], object], field: str, fix: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
-        call()
-    assert caught.value.details["field"] == field, name
-    assert fix in caught.value.message, caught.value.message
-    assert caught.value.code == "INVALID_INPUT"
+    assert_invalid_input(name, call, field, fix)
 
 
 def test_refine_refuses_frames_that_miss_a_peak() -> None:

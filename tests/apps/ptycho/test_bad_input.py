@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pytest
 
+from apps._bad_input import Case, assert_invalid_input, bad_input_cases
 from beamlink.apps.ptycho.compare import object_nrmse
 from beamlink.apps.ptycho.plots import plot_reconstruction
 from beamlink.apps.ptycho.reconstruct import dm, epie, rpie
 from beamlink.apps.ptycho.synthetic import make_probe, make_scan, scan_positions
-from beamlink.errors import InvalidInput
 
 M = 8
 SHAPE = (16, 16)
@@ -36,7 +35,7 @@ def _run(
     return rpie(intensities, positions, probe, object_shape=object_shape, n_iter=1, **options)  # type: ignore[arg-type]
 
 
-CASES: list[tuple[str, Callable[[], object], str, str]] = [
+CASES: list[Case] = [
     ("empty stack", lambda: _run(np.ones((0, M, M)), np.zeros((0, 2))), "intensities", "at least one"),
     ("empty patterns", lambda: _run(np.ones((4, 0, 0))), "intensities", "at least one"),
     ("2-D intensities", lambda: _run(np.ones((M, M))), "intensities", "pattern[None]"),
@@ -97,13 +96,9 @@ CASES: list[tuple[str, Callable[[], object], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "call", "field", "fix"), CASES, ids=[c[0] for c in CASES])
+@bad_input_cases(CASES)
 def test_bad_input_raises_invalid_input(name: str, call: Callable[[], object], field: str, fix: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
-        call()
-    assert caught.value.details["field"] == field, name
-    assert fix in caught.value.message, caught.value.message
-    assert caught.value.code == "INVALID_INPUT"
+    assert_invalid_input(name, call, field, fix)
 
 
 def test_good_small_input_runs() -> None:

@@ -21,7 +21,8 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from beamlink.apps.hedm._checks import integer, real_number, threshold_map
+from beamlink.apps._arrays import integer, real_number
+from beamlink.apps.hedm._checks import threshold_map
 from beamlink.apps.hedm.peaksearch import correct_frames
 from beamlink.apps.hedm.records import FramePeak, Peak
 

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
-from beamlink.apps.hedm._checks import integer, real_number
+from beamlink.apps._arrays import integer, real_number
 from beamlink.errors import InvalidInput
 
 __all__ = [

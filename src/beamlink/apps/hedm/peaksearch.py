@@ -33,7 +33,8 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from beamlink.apps.hedm._checks import frame_stack, integer, pixel_map, real_number, threshold_map
+from beamlink.apps._arrays import integer, real_number
+from beamlink.apps.hedm._checks import frame_stack, pixel_map, threshold_map
 from beamlink.apps.hedm.records import BlobPiece, BlockResult, FrameBlock, Peak
 from beamlink.errors import InvalidInput
 

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from beamlink.apps.hedm._checks import integer, real_number
+from beamlink.apps._arrays import integer, real_number
 from beamlink.apps.hedm.peaksearch import correct_frames
 
 __all__ = ["plot_peaks_per_omega", "plot_summed_frame"]

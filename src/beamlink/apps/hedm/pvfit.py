@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
-from beamlink.apps.hedm._checks import integer
+from beamlink.apps._arrays import integer
 from beamlink.apps.hedm.peaksearch import correct_frames
 from beamlink.apps.hedm.records import Peak, PseudoVoigtFit
 from beamlink.errors import InvalidInput

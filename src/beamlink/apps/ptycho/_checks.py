@@ -1,20 +1,20 @@
 """Input checks for the ptycho kernels: each bad value becomes one :class:`~beamlink.errors.InvalidInput`.
 
-Each message says what is wrong and how to fix it; ``details["field"]`` names the argument.
+The generic checks live in :mod:`beamlink.apps._arrays`; these tie a scan together (one position per pattern,
+a probe the size of a pattern, every window inside the object). ``details["field"]`` names the argument.
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from beamlink.apps._arrays import REAL_KINDS, as_array, check_kind, integer, real_array
 from beamlink.errors import InvalidInput
 
-__all__ = ["Scan", "check_scan", "integer", "unit_interval"]
+__all__ = ["Scan", "check_scan", "unit_interval"]
 
 
 @dataclass(frozen=True)
@@ -27,45 +27,17 @@ class Scan:
     object_shape: tuple[int, int]
 
 
-def _array(value: object, field: str, layout: str) -> NDArray[Any]:
-    try:
-        return np.asarray(value)
-    except (TypeError, ValueError) as exc:  # ragged nested lists
-        raise InvalidInput(
-            f"{field} could not be read as an array ({exc}); pass a NumPy array shaped {layout}.",
-            details={"field": field},
-        ) from exc
-
-
 def check_scan(intensities: object, positions: object, probe: object, object_shape: object) -> Scan:
     """Check that intensities, positions, probe and object shape describe one consistent scan."""
-    data = _array(intensities, "intensities", "(n_positions, m0, m1)")
-    if data.dtype.kind not in "uif":
-        hint = " (pass |Ψ|², not the complex field)" if data.dtype.kind == "c" else ""
-        raise InvalidInput(
-            f"intensities have dtype {data.dtype}; diffraction intensities must be real counts{hint}. "
-            "Pass integer or float intensities.",
-            details={"field": "intensities", "dtype": str(data.dtype)},
-        )
-    if data.ndim != 3:
-        raise InvalidInput(
-            f"intensities must have 3 axes (n_positions, m0, m1), got shape {data.shape}; "
-            "one pattern is passed as pattern[None].",
-            details={"field": "intensities", "shape": list(data.shape)},
-        )
-    if data.size == 0:
-        raise InvalidInput(
-            f"intensities are empty (shape {data.shape}); pass at least one diffraction pattern.",
-            details={"field": "intensities", "shape": list(data.shape)},
-        )
-    data = data.astype(np.float64)
-    if not np.isfinite(data).all():
-        first = [int(i) for i in np.argwhere(~np.isfinite(data))[0]]
-        raise InvalidInput(
-            f"intensities hold NaN or infinite values (first at (pattern, row, col) = {tuple(first)}); "
-            "set dead or masked pixels to 0 or drop the pattern.",
-            details={"field": "intensities", "first_bad_pixel": first},
-        )
+    data = real_array(
+        intensities,
+        field="intensities",
+        ndim=3,
+        axes="(n_positions, m0, m1)",
+        expect="integer or float intensities (for a complex field pass |Ψ|², not the field itself)",
+        single="one pattern is passed as pattern[None]",
+        finite_fix="Set dead or masked pixels to 0 or drop the pattern.",
+    ).astype(np.float64)
     if (data < 0).any():
         raise InvalidInput(
             f"intensities hold negative values (min {float(data.min())}); photon counts cannot be negative. "
@@ -74,12 +46,8 @@ def check_scan(intensities: object, positions: object, probe: object, object_sha
         )
     n_patterns, window = data.shape[0], (data.shape[1], data.shape[2])
 
-    wave = _array(probe, "probe", str(window))
-    if wave.dtype.kind not in "uifc":
-        raise InvalidInput(
-            f"probe has dtype {wave.dtype}; pass a complex (or real) {window} array.",
-            details={"field": "probe", "dtype": str(wave.dtype)},
-        )
+    wave = as_array(probe, field="probe", axes=str(window))
+    check_kind(wave, field="probe", kinds=REAL_KINDS + "c", expect=f"a complex (or real) {window} array")
     if wave.shape != window:
         raise InvalidInput(
             f"probe has shape {wave.shape} but the diffraction patterns are {window}; "
@@ -93,7 +61,7 @@ def check_scan(intensities: object, positions: object, probe: object, object_sha
             details={"field": "probe"},
         )
 
-    shape_values = _array(object_shape, "object_shape", "(n0, n1)").reshape(-1)
+    shape_values = as_array(object_shape, field="object_shape", axes="(n0, n1)").reshape(-1)
     if shape_values.size != 2:
         raise InvalidInput(
             f"object_shape must be two sizes (n0, n1), got {object_shape!r}.",
@@ -110,8 +78,8 @@ def check_scan(intensities: object, positions: object, probe: object, object_sha
             details={"field": "object_shape", "shape": list(shape), "probe_shape": list(window)},
         )
 
-    where = _array(positions, "positions", "(n_positions, 2)")
-    if where.dtype.kind not in "uif" or where.ndim != 2 or where.shape[1] != 2:
+    where = as_array(positions, field="positions", axes="(n_positions, 2)")
+    if where.dtype.kind not in REAL_KINDS or where.ndim != 2 or where.shape[1] != 2:
         raise InvalidInput(
             f"positions must be a real (n_positions, 2) array of (row, col) top-left corners, "
             f"got dtype {where.dtype} and shape {where.shape}.",
@@ -140,25 +108,6 @@ def check_scan(intensities: object, positions: object, probe: object, object_sha
             details={"field": "positions", "first_outside": k},
         )
     return Scan(intensities=data, positions=corners, probe=wave, object_shape=shape)
-
-
-def integer(value: object, *, field: str, minimum: int | None = None) -> int:
-    """Return ``value`` as an int ≥ ``minimum`` (bools and non-integral floats are refused)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise InvalidInput(f"{field} must be an integer, not a bool.", details={"field": field})
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise InvalidInput(
-            f"{field} must be a whole number, got {value!r} ({type(value).__name__}).",
-            details={"field": field},
-        ) from exc
-    if minimum is not None and number < minimum:
-        raise InvalidInput(
-            f"{field} must be ≥ {minimum}, got {number}; pass a larger value.",
-            details={"field": field, "minimum": minimum},
-        )
-    return number
 
 
 def unit_interval(value: object, *, field: str) -> float:

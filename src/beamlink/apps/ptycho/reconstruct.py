@@ -33,7 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import fft
 
-from beamlink.apps.ptycho._checks import Scan, check_scan, integer, unit_interval
+from beamlink.apps._arrays import integer
+from beamlink.apps.ptycho._checks import Scan, check_scan, unit_interval
 from beamlink.apps.ptycho.forward import data_error, project_modulus, scatter_add, view_index
 from beamlink.errors import InvalidInput
 
@@ -42,6 +43,7 @@ __all__ = ["Reconstruction", "dm", "epie", "rpie"]
 log = logging.getLogger(__name__)
 
 _Weight = Callable[[NDArray[np.complex128]], NDArray[np.complex128]]
+_Rule = Callable[[float], _Weight]
 
 
 @dataclass(frozen=True)
@@ -70,26 +72,8 @@ def epie(
 ) -> Reconstruction:
     """ePIE (module docstring); ``alpha`` and ``beta`` are the step sizes, the rest as for :func:`rpie`."""
     scan = check_scan(intensities, positions, probe, object_shape)
-    a, b = unit_interval(alpha, field="alpha"), unit_interval(beta, field="beta")
-
-    def object_weight(p: NDArray[np.complex128]) -> NDArray[np.complex128]:
-        weight: NDArray[np.complex128] = np.conj(p) * (a / _power(p).max())
-        return weight
-
-    def probe_weight(o: NDArray[np.complex128]) -> NDArray[np.complex128]:
-        weight: NDArray[np.complex128] = np.conj(o) * (b / _power(o).max())
-        return weight
-
     return _pie(
-        scan,
-        "ePIE",
-        object_weight,
-        probe_weight,
-        n_iter,
-        update_probe,
-        probe_update_start,
-        object_guess,
-        seed,
+        scan, "ePIE", _epie_weight, alpha, beta, n_iter, update_probe, probe_update_start, object_guess, seed
     )
 
 
@@ -121,28 +105,8 @@ def rpie(
         seed: seeds the random view order of each sweep.
     """
     scan = check_scan(intensities, positions, probe, object_shape)
-    a, b = unit_interval(alpha, field="alpha"), unit_interval(beta, field="beta")
-
-    def object_weight(p: NDArray[np.complex128]) -> NDArray[np.complex128]:
-        power = _power(p)
-        weight: NDArray[np.complex128] = np.conj(p) / ((1 - a) * power + a * power.max())
-        return weight
-
-    def probe_weight(o: NDArray[np.complex128]) -> NDArray[np.complex128]:
-        power = _power(o)
-        weight: NDArray[np.complex128] = np.conj(o) / ((1 - b) * power + b * power.max())
-        return weight
-
     return _pie(
-        scan,
-        "rPIE",
-        object_weight,
-        probe_weight,
-        n_iter,
-        update_probe,
-        probe_update_start,
-        object_guess,
-        seed,
+        scan, "rPIE", _rpie_weight, alpha, beta, n_iter, update_probe, probe_update_start, object_guess, seed
     )
 
 
@@ -197,6 +161,27 @@ def _power(values: NDArray[np.complex128]) -> NDArray[np.float64]:
     return power
 
 
+def _epie_weight(step: float) -> _Weight:
+    """ePIE's update weight for ``step`` = α (or β): ``α·X*/max|X|²`` (X = P, or O_j for the probe)."""
+
+    def weight(values: NDArray[np.complex128]) -> NDArray[np.complex128]:
+        result: NDArray[np.complex128] = np.conj(values) * (step / _power(values).max())
+        return result
+
+    return weight
+
+
+def _rpie_weight(step: float) -> _Weight:
+    """rPIE's update weight for ``step`` = α (or β): ``X* / ((1-α)|X|² + α·max|X|²)``."""
+
+    def weight(values: NDArray[np.complex128]) -> NDArray[np.complex128]:
+        power = _power(values)
+        result: NDArray[np.complex128] = np.conj(values) / ((1 - step) * power + step * power.max())
+        return result
+
+    return weight
+
+
 def _start_object(guess: NDArray[np.complex128] | None, shape: tuple[int, int]) -> NDArray[np.complex128]:
     if guess is None:
         return np.ones(shape, dtype=np.complex128)
@@ -213,15 +198,21 @@ def _start_object(guess: NDArray[np.complex128] | None, shape: tuple[int, int]) 
 def _pie(
     scan: Scan,
     name: str,
-    object_weight: _Weight,
-    probe_weight: _Weight,
+    rule: _Rule,
+    alpha: float,
+    beta: float,
     n_iter: int,
     update_probe: bool,
     probe_update_start: int,
     object_guess: NDArray[np.complex128] | None,
     seed: int,
 ) -> Reconstruction:
-    """The sequential PIE sweep shared by ePIE and rPIE; they differ only in the update weights."""
+    """The sequential PIE sweep shared by ePIE and rPIE; they differ only in the update ``rule``.
+
+    ``rule(alpha)`` weighs the object update and ``rule(beta)`` the probe update.
+    """
+    object_weight = rule(unit_interval(alpha, field="alpha"))
+    probe_weight = rule(unit_interval(beta, field="beta"))
     iterations = integer(n_iter, field="n_iter", minimum=1)
     start = integer(probe_update_start, field="probe_update_start", minimum=0)
     amplitude = np.sqrt(scan.intensities)

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from beamlink.apps.ptycho._checks import integer
+from beamlink.apps._arrays import integer
 from beamlink.apps.ptycho.forward import diffraction_intensities
 from beamlink.errors import InvalidInput
 
