@@ -237,7 +237,7 @@ class EndpointAgent:
         for outcome in outcomes:
             if outcome.started_at is None and outcome.task_id in started:
                 outcome.started_at = started[outcome.task_id]
-            self.spool.put(outcome)
+        self.spool.put(outcomes)
         for start in range(0, len(outcomes), _RESULTS_PER_MESSAGE):
             batch = outcomes[start : start + _RESULTS_PER_MESSAGE]
             if not await self.gateway.send(encode(TaskResults(results=batch))):

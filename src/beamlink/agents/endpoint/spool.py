@@ -1,14 +1,20 @@
 """Results kept on disk until the service acknowledges them, so none is lost if the connection, the service
-or the endpoint goes away between finishing a task and the service storing its result."""
+or the endpoint goes away between finishing a task and the service storing its result.
+
+One file per batch of results (the outcomes the agent sends in one message), not per result: at a
+thousand tasks a second, a file created and renamed per result was most of the agent's own work. A file
+is deleted once every result in it has been acknowledged.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from beamlink.protocol.agent import TaskOutcome
 
@@ -16,46 +22,76 @@ __all__ = ["ResultSpool"]
 
 log = logging.getLogger(__name__)
 
+_BATCH = TypeAdapter(list[TaskOutcome])
+
 
 class ResultSpool:
-    """One file per unacknowledged result: ``<dir>/<task_id>.json``, written atomically."""
+    """``<dir>/<batch id>.json`` holds a JSON list of outcomes, written atomically (write, then rename)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._ids = {p.stem for p in directory.glob("*.json")}
+        self._file_of: dict[str, str] = {}  # task id -> batch file name
+        self._unacked: dict[str, set[str]] = {}  # batch file name -> its task ids not yet acknowledged
+        for path in sorted(directory.glob("*.json")):
+            for outcome in self._read(path):
+                self._index(path.name, outcome.task_id)
+        for path in directory.glob("*.partial"):
+            path.unlink(missing_ok=True)  # a write the agent did not finish: its results were never sent
 
-    def _path(self, task_id: str) -> Path:
-        return self.directory / f"{task_id}.json"
+    def _index(self, name: str, task_id: str) -> None:
+        previous = self._file_of.get(task_id)
+        if previous is not None and previous != name:
+            self._forget(task_id)
+        self._file_of[task_id] = name
+        self._unacked.setdefault(name, set()).add(task_id)
 
-    def put(self, outcome: TaskOutcome) -> None:
-        path = self._path(outcome.task_id)
-        partial = path.with_suffix(".partial")
-        partial.write_text(outcome.model_dump_json(), encoding="utf-8")
-        os.replace(partial, path)
-        self._ids.add(outcome.task_id)
+    def _read(self, path: Path) -> list[TaskOutcome]:
+        try:
+            return _BATCH.validate_json(path.read_bytes())
+        except (OSError, ValidationError) as exc:
+            log.error("spooled results %s are unreadable (%s); moved aside as %s.bad", path, exc, path.name)
+            path.rename(path.with_suffix(".bad"))
+            return []
+
+    def put(self, outcomes: Sequence[TaskOutcome]) -> None:
+        """Keep ``outcomes`` (one file) until :meth:`remove` is called with their task ids."""
+        if not outcomes:
+            return
+        name = f"{uuid.uuid4().hex}.json"
+        partial = self.directory / f"{name}.partial"
+        partial.write_bytes(_BATCH.dump_json(list(outcomes)))
+        os.replace(partial, self.directory / name)
+        for outcome in outcomes:
+            self._index(name, outcome.task_id)
+
+    def _forget(self, task_id: str) -> None:
+        name = self._file_of.pop(task_id, None)
+        if name is None:
+            return
+        waiting = self._unacked.get(name)
+        if waiting is None:
+            return
+        waiting.discard(task_id)
+        if not waiting:
+            del self._unacked[name]
+            (self.directory / name).unlink(missing_ok=True)
 
     def remove(self, task_ids: Iterable[str]) -> None:
+        """The service stored these results: forget them (a file goes when all of its results have)."""
         for task_id in task_ids:
-            if task_id in self._ids:
-                self._ids.discard(task_id)
-                self._path(task_id).unlink(missing_ok=True)
+            self._forget(task_id)
 
     def ids(self) -> set[str]:
-        return set(self._ids)
+        return set(self._file_of)
 
     def load(self) -> list[TaskOutcome]:
-        """Everything spooled (a damaged file is logged and set aside, never silently dropped)."""
-        outcomes = []
-        for task_id in sorted(self._ids):
-            path = self._path(task_id)
-            try:
-                outcomes.append(TaskOutcome.model_validate_json(path.read_bytes()))
-            except (OSError, ValidationError) as exc:
-                log.error("spooled result %s is unreadable (%s); moved aside as %s.bad", path, exc, path.name)
-                path.rename(path.with_suffix(".bad"))
-                self._ids.discard(task_id)
+        """Every result not yet acknowledged (a damaged file is logged and set aside, never dropped)."""
+        outcomes: list[TaskOutcome] = []
+        for name in sorted(self._unacked):
+            waiting = self._unacked[name]
+            outcomes.extend(o for o in self._read(self.directory / name) if o.task_id in waiting)
         return outcomes
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._file_of)

@@ -33,6 +33,7 @@ from beamlink.service.api.deps import CurrentPrincipal, PageParams, State
 from beamlink.service.api.grants import add_grant_routes
 from beamlink.service.auth.principal import Principal
 from beamlink.service.compute import endpoints, functions, tasks
+from beamlink.service.compute.hub import AgentLink
 from beamlink.service.compute.models import Endpoint, Function, Task
 from beamlink.service.db.paging import paginate
 from beamlink.service.state import ServiceState
@@ -189,25 +190,33 @@ add_grant_routes(endpoints_router, endpoints.ENDPOINT_POLICY, endpoints.get_endp
     summary="Submit a batch of tasks to one endpoint.",
 )
 def submit_tasks(state: State, principal: CurrentPrincipal, body: TaskBatch) -> TaskBatchCreated:
+    # Endpoint connected: the tasks are dispatched in the submit transaction and sent right after the
+    # commit, rather than waking the connection's dispatcher to claim them in a second one (hot path).
+    links: list[AgentLink] = []
+
+    def connection(endpoint_id: str) -> set[str] | None:
+        link = state.hub.link(endpoint_id)
+        if link is None:
+            return None
+        links.append(link)
+        return link.sent_functions()
+
     with state.db.transaction() as session:
-        endpoint, created = tasks.submit_batch(
-            session, principal, body, payload_limit=state.settings.compute_payload_limit
+        submitted = tasks.submit_batch(
+            session,
+            principal,
+            body,
+            payload_limit=state.settings.compute_payload_limit,
+            connection=connection,
         )
-        # Endpoint connected: dispatch in this same transaction and send right after the commit, rather
-        # than waking the connection's dispatcher to claim the rows in a second one (the hot path).
-        link = state.hub.link(endpoint.id)
-        dispatch, failed = (
-            tasks.dispatch(session, created, link.sent_functions()) if link is not None else (None, [])
-        )
-        answer = TaskBatchCreated(
-            endpoint_id=endpoint.id, task_group_id=created[0].task_group_id, task_ids=[t.id for t in created]
-        )
-    state.hub.publish(failed)
-    if link is None:
-        state.hub.notify_endpoint(answer.endpoint_id)  # it may have connected since: its dispatcher looks
-    elif dispatch is not None:
-        state.hub.deliver(link, dispatch)
-    return answer
+    endpoint_id = submitted.endpoint.id
+    if links and submitted.dispatch is not None:
+        state.hub.deliver(links[0], submitted.dispatch)
+    else:
+        state.hub.notify_endpoint(endpoint_id)  # after the commit, so the dispatcher sees the rows
+    return TaskBatchCreated(
+        endpoint_id=endpoint_id, task_group_id=submitted.task_group_id, task_ids=submitted.task_ids
+    )
 
 
 @tasks_router.get("", response_model=Page[TaskInfo], summary="Your tasks, newest last.")

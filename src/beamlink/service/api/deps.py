@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -19,7 +20,11 @@ __all__ = ["CurrentPrincipal", "OptionalPrincipal", "PageParams", "State"]
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/token or `beamlink login`.")
 
 
-def get_state(request: Request) -> ServiceState:
+# The dependencies are ``async`` although they do no I/O on the fast path: FastAPI runs a plain ``def``
+# dependency in the thread pool, and two such hops were a measurable share of a task submission.
+
+
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.beamlink
     return state
 
@@ -27,7 +32,9 @@ def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def _principal(state: ServiceState, credentials: HTTPAuthorizationCredentials | None) -> Principal | None:
+async def _principal(
+    state: ServiceState, credentials: HTTPAuthorizationCredentials | None
+) -> Principal | None:
     if credentials is None:
         return None
     token_hash = hash_token(credentials.credentials)
@@ -35,23 +42,27 @@ def _principal(state: ServiceState, credentials: HTTPAuthorizationCredentials | 
     if principal is not None:
         return principal
     generation = state.principals.generation
-    with state.db.transaction() as session:
-        principal = authenticate(session, credentials.credentials)
+
+    def read() -> Principal:
+        with state.db.transaction() as session:
+            return authenticate(session, credentials.credentials)
+
+    principal = await anyio.to_thread.run_sync(read)
     if principal.token_expires_at is not None:
         state.principals.put(token_hash, principal, principal.token_expires_at, generation)
     return principal
 
 
-def optional_principal(
+async def optional_principal(
     state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal | None:
-    return _principal(state, credentials)
+    return await _principal(state, credentials)
 
 
-def current_principal(
+async def current_principal(
     state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    principal = _principal(state, credentials)
+    principal = await _principal(state, credentials)
     if principal is None:
         raise AuthenticationFailed(
             "this route needs a bearer token: run `beamlink login`, or send `Authorization: Bearer <token>`",
@@ -70,7 +81,7 @@ class _Paging:
     cursor: str | None
 
 
-def _paging(
+async def _paging(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor from the previous page.")] = None,
 ) -> _Paging:

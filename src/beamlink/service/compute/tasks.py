@@ -9,11 +9,12 @@ who waits for which result) are in :mod:`.hub`; everything here is plain synchro
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from beamlink.errors import (
@@ -43,9 +44,9 @@ from beamlink.service.compute.models import Endpoint, Function, Task
 from beamlink.service.db.base import utcnow
 
 __all__ = [
+    "Submitted",
     "cancel_tasks",
     "claim_for_dispatch",
-    "dispatch",
     "expire_results",
     "get_task",
     "lose_tasks_of_absent_endpoints",
@@ -97,10 +98,32 @@ def _check_environment(endpoint: Endpoint, function: Function, submitter: Enviro
         )
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A queued batch: its endpoint, ids and group, and, when the endpoint is connected, the message
+    that carries the tasks to it (to send once the transaction has committed)."""
+
+    endpoint: Endpoint
+    task_group_id: str
+    task_ids: list[str]
+    dispatch: TaskDispatch | None
+
+
 def submit_batch(
-    session: Session, principal: Principal, batch: TaskBatch, *, payload_limit: int
-) -> tuple[Endpoint, list[Task]]:
-    """Check every task of the batch, then queue them all (all or nothing)."""
+    session: Session,
+    principal: Principal,
+    batch: TaskBatch,
+    *,
+    payload_limit: int,
+    connection: Callable[[str], set[str] | None] = lambda _endpoint_id: None,
+) -> Submitted:
+    """Check every task of the batch, then queue them all (all or nothing).
+
+    ``connection(endpoint_id)`` tells whether the endpoint is connected right now, by returning the
+    functions its connection has already carried (None: not connected). If it is, the tasks are written
+    as ``dispatched`` and the message returned, so the hot path takes one transaction and one multi-row
+    INSERT instead of an INSERT, a claim and an UPDATE.
+    """
     endpoint = get_endpoint(session, principal, batch.endpoint, "user")
     wanted = {spec.function_id for spec in batch.tasks}
     found = {fid: functions_.get_function(session, principal, fid) for fid in wanted}
@@ -120,37 +143,68 @@ def submit_batch(
                 details={"index": index, "size": len(spec.args), "limit": payload_limit},
             )
     group = batch.task_group_id or str(uuid.uuid4())
+    environment = batch.environment.model_dump()
     now = utcnow()
-    created = []
+    connected_with = connection(endpoint.id)
+    dispatching = connected_with is not None
+    rows: list[dict[str, Any]] = []
+    assignments: list[TaskAssignment] = []
     for index, spec in enumerate(batch.tasks):
         # A microsecond apart, so (created_at, id) order is submission order: tasks run first in, first out.
-        at = now + timedelta(microseconds=index)
-        task = Task(
-            id=str(uuid.uuid4()),
-            function_id=spec.function_id,
-            endpoint_id=endpoint.id,
-            owner_id=principal.id,
-            task_group_id=group,
-            state="received",
-            args=spec.args,
-            environment=batch.environment.model_dump(),
-            timeout=spec.timeout,
-            max_retries=spec.max_retries,
-            transitions=[{"state": "received", "at": at.isoformat()}],
-            created_at=at,
+        at = (now + timedelta(microseconds=index)).isoformat()
+        task_id = str(uuid.uuid4())
+        next_state = "dispatched" if dispatching else "waiting-for-endpoint" if not endpoint.online else None
+        transitions = [{"state": "received", "at": at}]
+        if next_state is not None:
+            transitions.append({"state": next_state, "at": at})
+        rows.append(
+            {
+                "id": task_id,
+                "function_id": spec.function_id,
+                "endpoint_id": endpoint.id,
+                "owner_id": principal.id,
+                "task_group_id": group,
+                "state": next_state or "received",
+                "acked": False,
+                "args": spec.args,
+                "environment": environment,
+                "timeout": spec.timeout,
+                "max_retries": spec.max_retries,
+                "attempt": 1,
+                "transitions": transitions,
+                "result_released": False,
+                "stdout": "",
+                "stderr": "",
+                "created_at": now + timedelta(microseconds=index),
+            }
         )
-        if not endpoint.online:
-            _move(task, "waiting-for-endpoint", at)
-        created.append(task)
-    session.add_all(created)
-    session.flush()
-    return endpoint, created
+        if dispatching:
+            assignments.append(
+                TaskAssignment(
+                    task_id=task_id,
+                    function_id=spec.function_id,
+                    args=spec.args,
+                    timeout=spec.timeout,
+                    attempt=1,
+                    submitter_environment=batch.environment,
+                )
+            )
+    session.execute(insert(Task), rows)
+    message = None
+    if connected_with is not None:
+        codes = [functions_.function_code(f) for fid, f in found.items() if fid not in connected_with]
+        message = TaskDispatch(functions=codes, tasks=assignments)
+    return Submitted(endpoint, group, [row["id"] for row in rows], message)
 
 
 def claim_for_dispatch(
     session: Session, endpoint_id: str, sent_functions: set[str], *, limit: int = 1000
 ) -> tuple[TaskDispatch | None, list[TaskResult]]:
-    """Move the oldest queued tasks of an endpoint to ``dispatched``; see :func:`dispatch`."""
+    """Move the oldest queued tasks of an endpoint to ``dispatched`` and build the message that carries them.
+
+    Functions already sent on this connection are not sent again. A task whose function was deleted
+    fails here. Returns the message (None when nothing is left to send) and the tasks that failed.
+    """
     query = (
         select(Task)
         .where(Task.endpoint_id == endpoint_id, Task.state.in_(QUEUED))
@@ -159,19 +213,7 @@ def claim_for_dispatch(
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return dispatch(session, list(session.scalars(query)), sent_functions)
-
-
-def dispatch(
-    session: Session, tasks: Sequence[Task], sent_functions: set[str]
-) -> tuple[TaskDispatch | None, list[TaskResult]]:
-    """Move ``tasks`` to ``dispatched`` and build the message that carries them to their endpoint.
-
-    Used for the queue's backlog (:func:`claim_for_dispatch`) and, in the submit transaction itself,
-    for a batch whose endpoint is connected right now, which saves a transaction on the hot path.
-    Functions already sent on this connection are not sent again. A task whose function was deleted
-    fails here. Returns the message (None when nothing is left to send) and the tasks that failed.
-    """
+    tasks = list(session.scalars(query))
     if not tasks:
         return None, []
     needed = {t.function_id for t in tasks} - sent_functions

@@ -42,6 +42,7 @@ from parsl.jobs.job_status_poller import JobStatusPoller
 from parsl.utils import Timer
 
 from beamlink import errors
+from beamlink.agents.endpoint.engines import parsl_serialize
 from beamlink.agents.endpoint.engines.base import (
     Engine,
     Held,
@@ -146,6 +147,7 @@ class ParslEngine(Engine):
         for name in (CANCEL, KILLED, STARTED):
             (self.control_dir / name).mkdir(parents=True)
 
+        parsl_serialize.install()
         executor = self.executor
         executor.run_dir = str(self.run_dir)
         executor.run_id = self.marker

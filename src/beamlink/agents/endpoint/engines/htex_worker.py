@@ -40,6 +40,17 @@ STARTED = "started"
 WATCH_PERIOD = 0.2  # seconds between the watchdog's looks at the cancel file and the deadline
 
 
+def _install_fast_serializer() -> None:
+    # In a worker: return results with pickle (see parsl_serialize). Without Parsl there is nothing to do.
+    with contextlib.suppress(ImportError):
+        from beamlink.agents.endpoint.engines import parsl_serialize
+
+        parsl_serialize.install()
+
+
+_install_fast_serializer()
+
+
 def process_start_time(pid: int) -> float | None:
     """When process ``pid`` started (to tell it from a later process given the same pid)."""
     try:
