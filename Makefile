@@ -10,6 +10,10 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+# BraggNN's tests need torch. Pin the CPU build (2.13.0+cpu, from the machine's local wheels) before
+# anything else asks for torch: an unpinned torch would resolve to the CUDA build and pull gigabytes of
+# nvidia-* wheels. The braggnn extra's "torch>=2.13" is then already satisfied.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 

@@ -49,8 +49,11 @@ __all__ = [
     "AlreadyExists",
     "AuthenticationFailed",
     "BeamlinkError",
+    "ChecksumMismatch",
     "ConfigError",
     "Conflict",
+    "DestinationInsideSource",
+    "DestinationNotWritable",
     "EndpointLost",
     "EnvironmentMismatch",
     "FunctionNotAllowed",
@@ -58,6 +61,7 @@ __all__ = [
     "InvalidInput",
     "MethodNotAllowed",
     "NotFound",
+    "PathOutsideCollection",
     "PayloadTooLarge",
     "PermissionDenied",
     "RemoteExecutionError",
@@ -66,6 +70,8 @@ __all__ = [
     "SerializationError",
     "ServiceUnavailable",
     "ServiceUnreachable",
+    "SourceChanged",
+    "SourceNotFound",
     "StartupError",
     "TaskCancelled",
     "TaskFailed",
@@ -73,6 +79,7 @@ __all__ = [
     "TaskTimeout",
     "TokenExpired",
     "TokenRevoked",
+    "TransferOntoItself",
     "WorkerLost",
     "error_from_payload",
 ]
@@ -302,6 +309,58 @@ class TaskCancelled(TaskFailed):
     """The task was cancelled before it finished."""
 
     code = "TASK_CANCELLED"
+
+
+# -- collections and transfers ------------------------------------------------------------------------
+
+
+class PathOutsideCollection(PermissionDenied):
+    """A path leads out of the collection's root (``..``, an absolute escape, a symlink pointing out)."""
+
+    code = "PATH_OUTSIDE_COLLECTION"
+    status = 403
+
+
+class SourceNotFound(NotFound):
+    """The source path of a transfer does not exist."""
+
+    code = "SOURCE_NOT_FOUND"
+    status = 404
+
+
+class DestinationNotWritable(PermissionDenied):
+    """The collection agent may not write at the destination (file permissions, read-only storage)."""
+
+    code = "DESTINATION_NOT_WRITABLE"
+    status = 403
+
+
+class TransferOntoItself(InvalidInput):
+    """Source and destination of a transfer are the same path of the same collection."""
+
+    code = "TRANSFER_ONTO_ITSELF"
+    status = 422
+
+
+class DestinationInsideSource(InvalidInput):
+    """A recursive transfer's destination lies inside its own source, so it would copy into itself."""
+
+    code = "DESTINATION_INSIDE_SOURCE"
+    status = 422
+
+
+class ChecksumMismatch(InvalidInput):
+    """Received bytes do not hash to the digest sent with them; ``details`` holds both digests."""
+
+    code = "CHECKSUM_MISMATCH"
+    status = 422
+
+
+class SourceChanged(Conflict):
+    """The source file changed (size or modification time) while it was being copied."""
+
+    code = "SOURCE_CHANGED"
+    status = 409
 
 
 def error_from_payload(status: int, payload: Any) -> BeamlinkError:

@@ -31,7 +31,6 @@ job script runs ``export K=V`` for each variable, then ``worker_init``, then the
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import re
@@ -43,9 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -58,6 +55,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from beamlink.agents.endpoint.engines.base import Engine, OnDone, OnStarted
+from beamlink.agents.yaml_config import (
+    Explainer,
+    Section,
+    describe_value,
+    did_you_mean,
+    join_choices,
+    load_model,
+    parse_model,
+    type_problem,
+)
 from beamlink.errors import ConfigError
 
 __all__ = [
@@ -86,17 +93,6 @@ _HTEX_RESERVED = {
     "remote_monitoring_radio": "it takes a Python object, which YAML cannot give",
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-# -- errors raised inside validation, turned into readable lines by _describe ---------------------------
-
-
-def _unknown_key(key: str, choices: list[str]) -> PydanticCustomError:
-    return PydanticCustomError("unknown_key", "unknown key {key}", {"key": key, "choices": choices})
-
-
-def _close(word: str, choices: list[str]) -> list[str]:
-    return difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
 
 
 # -- options checked against a Parsl signature ----------------------------------------------------------
@@ -242,28 +238,7 @@ def _address_function(name: Any) -> Any:
 # -- the sections -------------------------------------------------------------------------------------
 
 
-class _Section(BaseModel):
-    """A mapping whose unknown keys are errors that suggest the closest valid key."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check_keys(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        return cls._check_mapping(data)
-
-    @classmethod
-    def _check_mapping(cls, data: dict[Any, Any]) -> dict[Any, Any]:
-        known = sorted(cls.model_fields)
-        for key in data:
-            if key not in cls.model_fields:
-                raise _unknown_key(str(key), known)
-        return data
-
-
-class _Typed(_Section):
+class _Typed(Section):
     """``{type: <Parsl name>, ...options}``: the options are checked against that class or function."""
 
     model_config = ConfigDict(extra="allow")
@@ -348,12 +323,12 @@ class ProviderConfig(_Typed):
         return _provider_class(self.type)(**options)
 
 
-class ThreadEngineConfig(_Section):
+class ThreadEngineConfig(Section):
     type: Literal["thread"] = "thread"
     max_workers: int = Field(default=4, ge=1, description="Threads running tasks at once.")
 
 
-class ProcessEngineConfig(_Section):
+class ProcessEngineConfig(Section):
     type: Literal["process"] = "process"
     max_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_tasks_per_child: int | None = Field(
@@ -361,7 +336,7 @@ class ProcessEngineConfig(_Section):
     )
 
 
-class ParslEngineConfig(_Section):
+class ParslEngineConfig(Section):
     """A HighThroughputExecutor; keys other than these are its ``__init__`` keywords."""
 
     model_config = ConfigDict(extra="allow")
@@ -440,7 +415,7 @@ EngineConfig = Annotated[
 ]
 
 
-class EndpointConfig(_Section):
+class EndpointConfig(Section):
     """The whole of ``config.yaml``; every key is optional."""
 
     display_name: str | None = Field(default=None, description="Shown instead of the endpoint's name.")
@@ -522,254 +497,81 @@ class EndpointConfig(_Section):
 
 def load_config(path: Path) -> EndpointConfig:
     """Read and validate ``path``; ConfigError names the file, key, line and fix. Empty: all defaults."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the endpoint config {path}: {exc.strerror or exc}") from exc
-    return parse_config(text, source=str(path))
+    return load_model(path, EndpointConfig, explainer=_EXPLAINER)
 
 
 def parse_config(text: str, *, source: str = "config.yaml") -> EndpointConfig:
     """Validate config text (``source`` names it in errors)."""
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(_yaml_problem(source, exc), details={"file": source}) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: the file must be a mapping of keys (display_name:, engine:, ...), not "
-            f"{_kind(data)}; see `beamlink endpoint configure` for an example",
-            details={"file": source},
-        )
-    try:
-        return EndpointConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(error, data, root) for error in exc.errors(include_url=False)]
-        lines = [p["message"] for p in problems]
-        message = f"{source}: {lines[0]}" if len(lines) == 1 else f"{source}: " + "\n  ".join(["", *lines])
-        raise ConfigError(message, details={"file": source, "problems": problems}) from None
+    return parse_model(text, EndpointConfig, source=source, explainer=_EXPLAINER)
 
 
-def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is None:
-        return f"{source}: not valid YAML: {problem}"
-    return (
-        f"{source}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}; check the "
-        "indentation (spaces, not tabs) and quote values containing ': ' or '#'"
+class _EndpointExplainer(Explainer):
+    """The wording of the endpoint's own error kinds: Parsl options, engine types, functions, variables."""
+
+    what: ClassVar[str] = "endpoint config"
+    keys_hint: ClassVar[str] = "display_name:, engine:, ..."
+    example: ClassVar[str] = "beamlink endpoint configure"
+    key_kinds: ClassVar[frozenset[str]] = frozenset(
+        {"unknown_key", "unknown_option", "reserved_option", "missing_option"}
     )
+    parent_kinds: ClassVar[frozenset[str]] = frozenset({"missing", "missing_type", "missing_option"})
 
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the text {value[:40]!r}"
-    return f"a {type(value).__name__}"
-
-
-def _data_path(data: Any, loc: tuple[int | str, ...]) -> list[int | str]:
-    """The loc's parts that are real keys or indexes in the data (union tags and the like skipped)."""
-    path: list[int | str] = []
-    node = data
-    for part in loc:
-        in_mapping = isinstance(node, dict) and part in node
-        if in_mapping or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
-            path.append(part)
-            node = node[part]
-    return path
-
-
-def _value_at(data: Any, path: list[int | str]) -> Any:
-    node = data
-    for part in path:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int):
-            node = node[part]
-        else:
+    def message(self, kind: str, ctx: dict[str, Any], key: str, at: str, parent: str) -> str | None:
+        if kind != "unknown_option":
             return None
-    return node
-
-
-def _line(root: yaml.Node | None, path: list[int | str], *, of_key: bool) -> int | None:
-    """1-based line of the value at ``path`` (of its key when ``of_key``), or of the deepest part found."""
-    node = root
-    line = root.start_mark.line + 1 if root is not None else None
-    for index, part in enumerate(path):
-        last = index == len(path) - 1
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if str(key_node.value) == str(part):
-                    line = (key_node if last and of_key else value_node).start_mark.line + 1
-                    if last and not of_key and isinstance(value_node, yaml.MappingNode | yaml.SequenceNode):
-                        line = key_node.start_mark.line + 1  # a block mapping starts below its key
-                    node = value_node
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def _dotted(path: list[int | str]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _choices(words: list[str]) -> str:
-    return ", ".join(words)
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = _close(word, choices)
-    if not close:
-        return "."
-    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
-
-
-_TYPE_WORDS = {
-    "int_parsing": "a whole number",
-    "int_type": "a whole number",
-    "int_from_float": "a whole number",
-    "float_parsing": "a number",
-    "float_type": "a number",
-    "bool_parsing": "true or false",
-    "bool_type": "true or false",
-    "string_type": "text",
-    "dict_type": "a mapping (indented key: value lines)",
-    "model_type": "a mapping (indented key: value lines)",
-    "model_attributes_type": "a mapping (indented key: value lines)",
-    "list_type": "a list",
-    "tuple_type": "a list",
-    "union_tag_not_found": "a mapping with a type",
-}
-
-
-def _got(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (an empty value)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _expected(kind: str, value: Any) -> str | None:
-    """'expected a whole number, got 'lots'' for a type error, None for other errors."""
-    words = _TYPE_WORDS.get(kind)
-    if words is None:
-        return None
-    text = f"expected {words}, got {_got(value)}"
-    if kind == "string_type" and isinstance(value, bool | int | float):
-        text += ": put the value in quotes (YAML read it as a " + type(value).__name__ + ")"
-    return text
-
-
-def _describe(error: Any, data: dict[str, Any], root: yaml.Node | None) -> dict[str, Any]:
-    """One validation error as {key, line, message}, the message saying what to change."""
-    kind: str = error["type"]
-    ctx: dict[str, Any] = error.get("ctx") or {}
-    path = _data_path(data, error["loc"])
-    if "key" in ctx and (not path or path[-1] != ctx["key"]):
-        path.append(ctx["key"])
-    elif kind == "missing" and error["loc"]:
-        path.append(error["loc"][-1])
-    elif kind == "union_tag_invalid" and isinstance(_value_at(data, path), dict):
-        path.append("type")
-    of_key = kind in ("unknown_key", "unknown_option", "reserved_option", "missing_option")
-    line = _line(root, path, of_key=of_key)
-    at = f" at line {line}" if line is not None else ""
-    where = _dotted(path) or "the file"
-    parent = _dotted(path[:-1])
-    key = str(ctx.get("key", path[-1] if path else ""))
-    message = f"{where}{at}: {_problem(kind, ctx, error, key)}"
-    if kind == "unknown_key":
-        scope = f" in {parent}" if parent else " (top level)"
-        choices = ctx["choices"]
-        hint = _did_you_mean(key, choices)
-        message = f"unknown key {key!r}{at}{scope}{hint} Valid keys here: {_choices(choices)}"
-    elif kind == "unknown_option":
         scope = f" in {parent}" if parent else ""
-        hint = _did_you_mean(key, ctx["choices"] + ctx["siblings"])
-        message = (
+        hint = did_you_mean(key, ctx["choices"] + ctx["siblings"])
+        return (
             f"unknown option {key!r}{at}{scope}: {ctx['owner']} has no such option{hint} Valid options: "
-            f"{_choices(ctx['siblings'])}, and {ctx['owner']}'s: {_choices(ctx['choices'])}"
+            f"{join_choices(ctx['siblings'])}, and {ctx['owner']}'s: {join_choices(ctx['choices'])}"
         )
-    elif kind in ("missing_type", "missing_option"):
-        message = f"{parent or 'the file'}{at}: {_problem(kind, ctx, error, key)}"
-    return {"key": _dotted(path), "line": line, "message": message}
+
+    def problem(self, kind: str, ctx: dict[str, Any], value: Any, key: str) -> str | None:
+        if kind == "reserved_option":
+            return f"{key!r} cannot be set in the config ({ctx['reason']})"
+        if kind == "missing_type":
+            return f"say which {ctx['kind']} with type: <name>"
+        if kind == "missing_option":
+            return f"{ctx['owner']} needs {key!r}; add {key}: <value>"
+        if kind == "bad_option":
+            return type_problem(ctx["inner"], value) or f"{ctx['inner_msg']} (got {describe_value(value)})"
+        if kind == "unknown_type":
+            hint = did_you_mean(str(value), ctx["choices"]) if isinstance(value, str) else "."
+            return (
+                f"unknown {ctx['kind']} {describe_value(value)}{hint} Choose one of {ctx['module']}: "
+                f"{join_choices(ctx['choices'])}"
+            )
+        if kind == "union_tag_invalid":
+            tag = str(ctx.get("tag"))
+            hint = did_you_mean(tag, list(ENGINE_TYPES))
+            return f"unknown engine type {tag!r}{hint} Choose one of: {join_choices(list(ENGINE_TYPES))}"
+        return self._value_problem(kind, value, key, ctx)
+
+    @staticmethod
+    def _value_problem(kind: str, value: Any, key: str, ctx: dict[str, Any]) -> str | None:
+        if kind == "not_a_function_id":
+            return (
+                f"{describe_value(value)} is not a function id; use the UUID printed by "
+                "`beamlink function register` (e.g. 3f2a9c4e-...)"
+            )
+        if kind == "bad_variable_name":
+            return f"{key!r} is not a variable name (letters, digits and _, not starting with a digit)"
+        if kind == "bad_variable_value":
+            return f'expected text, got {describe_value(value)}: put the value in quotes, e.g. {key}: "1"'
+        if kind == "worker_init_unused":
+            return (
+                f"only the parsl engine runs worker_init (in its provider's job script); the "
+                f"{ctx['engine']} engine starts no shell. Remove it, or set variables with environment:"
+            )
+        if kind == "worker_init_unsupported":
+            return (
+                f"{ctx['provider']} takes no worker_init, which is how beamlink passes worker_init and "
+                "environment to parsl workers; remove it or use another provider"
+            )
+        return None
 
 
-def _problem(kind: str, ctx: dict[str, Any], error: Any, key: str) -> str:
-    """What is wrong with one value and how to fix it (the location is added by the caller)."""
-    value = ctx.get("value", error.get("input"))
-    if kind == "reserved_option":
-        return f"{key!r} cannot be set in the config ({ctx['reason']})"
-    if kind == "missing_type":
-        return f"say which {ctx['kind']} with type: <name>"
-    if kind == "missing_option":
-        return f"{ctx['owner']} needs {key!r}; add {key}: <value>"
-    if kind == "bad_option":
-        return _expected(ctx["inner"], value) or f"{ctx['inner_msg']} (got {_got(value)})"
-    if kind == "unknown_type":
-        hint = _did_you_mean(str(value), ctx["choices"]) if isinstance(value, str) else "."
-        return (
-            f"unknown {ctx['kind']} {_got(value)}{hint} Choose one of {ctx['module']}: "
-            f"{_choices(ctx['choices'])}"
-        )
-    if kind == "union_tag_invalid":
-        tag = str(ctx.get("tag"))
-        hint = _did_you_mean(tag, list(ENGINE_TYPES))
-        return f"unknown engine type {tag!r}{hint} Choose one of: {_choices(list(ENGINE_TYPES))}"
-    if kind == "literal_error":
-        return f"expected one of {ctx.get('expected')}, got {_got(value)}"
-    if kind in _BOUNDS:
-        limit = next((v for k, v in ctx.items() if k in ("gt", "ge", "lt", "le")), "?")
-        limit = f"{limit:g}" if isinstance(limit, float) else limit
-        return f"must be {_BOUNDS[kind]} {limit}, got {_got(value)}"
-    if kind == "not_a_function_id":
-        return (
-            f"{_got(value)} is not a function id; use the UUID printed by `beamlink function register` "
-            "(e.g. 3f2a9c4e-...)"
-        )
-    if kind == "bad_variable_name":
-        return f"{key!r} is not a variable name (letters, digits and _, not starting with a digit)"
-    if kind == "bad_variable_value":
-        return f'expected text, got {_got(value)}: put the value in quotes, e.g. {key}: "1"'
-    if kind == "worker_init_unused":
-        return (
-            f"only the parsl engine runs worker_init (in its provider's job script); the {ctx['engine']} "
-            "engine starts no shell. Remove it, or set variables with environment:"
-        )
-    if kind == "worker_init_unsupported":
-        return (
-            f"{ctx['provider']} takes no worker_init, which is how beamlink passes worker_init and "
-            "environment to parsl workers; remove it or use another provider"
-        )
-    return _expected(kind, value) or str(error.get("msg", kind)).removeprefix("Value error, ")
-
-
-_BOUNDS = {
-    "greater_than": "greater than",
-    "greater_than_equal": "at least",
-    "less_than": "less than",
-    "less_than_equal": "at most",
-}
-
+_EXPLAINER = _EndpointExplainer()
 
 # -- writing and building -------------------------------------------------------------------------------
 
