@@ -287,7 +287,11 @@ async def stream_results(state: State, principal: CurrentPrincipal, task_group_i
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                yield _sse("result", result.model_dump_json())
+                # Whatever else finished meanwhile goes out in the same write.
+                batch = [result]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                yield b"".join(_sse("result", r.model_dump_json()) for r in batch)
         finally:
             state.hub.unsubscribe(task_group_id, queue)
 

@@ -250,11 +250,18 @@ def claim_for_dispatch(
     )
 
 
+# Tasks an endpoint reports on are looked up by primary key alone, and the endpoint checked on the rows:
+# with "endpoint_id = ? AND id IN (...)" SQLite chose the (endpoint_id, state) index and scanned every
+# task the endpoint ever ran, a cost that grew with the table.
+
+
 def _endpoint_tasks(session: Session, endpoint_id: str, ids: Iterable[str]) -> list[Task]:
     id_list = list(ids)
     if not id_list:
         return []
-    return list(session.scalars(select(Task).where(Task.endpoint_id == endpoint_id, Task.id.in_(id_list))))
+    return [
+        t for t in session.scalars(select(Task).where(Task.id.in_(id_list))) if t.endpoint_id == endpoint_id
+    ]
 
 
 # The three messages below arrive for every task an endpoint runs, in batches of up to a thousand. They
@@ -265,10 +272,10 @@ def _endpoint_tasks(session: Session, endpoint_id: str, ids: Iterable[str]) -> l
 def _progress_rows(session: Session, endpoint_id: str, ids: Sequence[str]) -> list[Row[Any]]:
     if not ids:
         return []
-    query = select(Task.id, Task.state, Task.transitions, Task.task_group_id).where(
-        Task.endpoint_id == endpoint_id, Task.id.in_(list(ids))
+    query = select(Task.id, Task.endpoint_id, Task.state, Task.transitions, Task.task_group_id).where(
+        Task.id.in_(list(ids))
     )
-    return list(session.execute(query))
+    return [row for row in session.execute(query) if row.endpoint_id == endpoint_id]
 
 
 def _appended(transitions: list[dict[str, Any]], state: str, at: datetime) -> list[dict[str, Any]]:
@@ -281,13 +288,14 @@ def _bulk_update(session: Session, changes: list[dict[str, Any]]) -> None:
 
 
 def mark_acked(session: Session, endpoint_id: str, ids: Sequence[str]) -> None:
-    if ids:
-        session.execute(
-            update(Task)
-            .where(Task.endpoint_id == endpoint_id, Task.id.in_(list(ids)), Task.state.in_(IN_FLIGHT))
-            .values(acked=True)
-            .execution_options(synchronize_session=False)
-        )
+    _bulk_update(
+        session,
+        [
+            {"id": row.id, "acked": True}
+            for row in _progress_rows(session, endpoint_id, ids)
+            if row.state in IN_FLIGHT
+        ],
+    )
 
 
 def mark_started(session: Session, endpoint_id: str, ids: Sequence[str], at: datetime) -> None:
