@@ -24,6 +24,7 @@ class Person:
     url: str
     client: Client
     started: list[str] = field(default_factory=list)
+    started_collections: list[str] = field(default_factory=list)
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 120) -> CliResult:
         env = {
@@ -57,6 +58,19 @@ class Person:
         result = self.cli("endpoint", "start", name)
         assert result.code == 0, result.stderr + result.stdout
         self.started.append(name)
+        return result.stdout.split(": ", 1)[1].split(" ", 1)[0]
+
+    def configure_collection(self, name: str, root: Path, extra: str = "") -> Path:
+        result = self.cli("collection", "configure", name, "--root", str(root))
+        assert result.code == 0, result.stderr
+        path = self.home / "collections" / name / "config.yaml"
+        path.write_text(f"root_path: {root}\nheartbeat_period: 1\n{extra}")
+        return path
+
+    def start_collection(self, name: str) -> str:
+        result = self.cli("collection", "start", name)
+        assert result.code == 0, result.stderr + result.stdout
+        self.started_collections.append(name)
         return result.stdout.split(": ", 1)[1].split(" ", 1)[0]
 
     def daemon_pid(self, name: str) -> int:

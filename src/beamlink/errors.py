@@ -50,6 +50,7 @@ __all__ = [
     "AuthenticationFailed",
     "BeamlinkError",
     "ChecksumMismatch",
+    "CollectionOffline",
     "ConfigError",
     "Conflict",
     "DestinationInsideSource",
@@ -361,6 +362,13 @@ class SourceChanged(Conflict):
 
     code = "SOURCE_CHANGED"
     status = 409
+
+
+class CollectionOffline(ServiceUnavailable):
+    """The collection's agent is not connected to the service."""
+
+    code = "COLLECTION_OFFLINE"
+    status = 503
 
 
 def error_from_payload(status: int, payload: Any) -> BeamlinkError:

@@ -36,4 +36,6 @@ def make_person(service: ServiceProcess, admin: Client, tmp_path: Path) -> Itera
     for person in people:
         for name in person.started:
             person.cli("endpoint", "stop", name)
+        for name in person.started_collections:
+            person.cli("collection", "stop", name)
         person.client.close()

@@ -16,18 +16,22 @@ from beamlink.agents.daemon import (
     AgentState,
     PidFile,
     configure_logging,
-    follow_log,
-    list_profiles,
     report_failed,
     run_until_stopped,
     spawn_daemon,
-    stop_daemon,
-    tail_log,
-    validate_name,
 )
+from beamlink.cli.agent_profiles import (
+    delete_profile,
+    existing,
+    is_up,
+    print_logs,
+    say,
+    show_list,
+    stop_profile,
+)
+from beamlink.cli.agent_profiles import profile as profile_for
 from beamlink.cli.context import UrlOption
-from beamlink.cli.output import JsonOption, console, print_json, print_table, when
-from beamlink.config import default_home
+from beamlink.cli.output import JsonOption, print_json, when
 from beamlink.errors import AlreadyExists, BeamlinkError, NotFound
 from beamlink.protocol.compute import EndpointInfo, EndpointRegister
 from beamlink.sdk import Client
@@ -42,17 +46,14 @@ ENGINES = ("thread", "process", "parsl")
 
 
 def _profile(name: str) -> AgentProfile:
-    return AgentProfile("endpoint", validate_name(name), default_home())
+    return profile_for("endpoint", name)
 
 
 def _existing(name: str) -> AgentProfile:
-    profile = _profile(name)
-    profile.state()  # NotFound, naming `beamlink endpoint configure NAME`, when it does not exist
-    return profile
+    return existing("endpoint", name)
 
 
-def _say(text: str) -> None:
-    console.print(text, highlight=False, markup=False)
+_say = say
 
 
 @app.command("configure")
@@ -159,18 +160,13 @@ def start(
 @app.command("stop")
 def stop(name: NameArg = "default") -> None:
     """Stop the endpoint and every worker it started."""
-    pid = stop_daemon(_existing(name))
-    if pid:
-        _say(f"stopped endpoint {name} (pid {pid})")
-    else:
-        _say(f"endpoint {name} was not running; removed its stale pid file")
+    stop_profile("endpoint", name)
 
 
 @app.command("restart")
 def restart(name: NameArg = "default", url: UrlOption = None) -> None:
     """Stop the endpoint if it runs, then start it."""
-    profile = _existing(name)
-    if profile.state() in (AgentState.RUNNING, AgentState.DISCONNECTED):
+    if is_up(_existing(name)):
         stop(name)
     start(name, foreground=False, url=url)
 
@@ -204,12 +200,9 @@ def _row(profile: AgentProfile) -> dict[str, Any]:
 @app.command("list")
 def list_(json: JsonOption = False) -> None:
     """Every endpoint profile on this machine, its state, and what the service sees."""
-    rows = [_row(p) for p in list_profiles(default_home(), "endpoint")]
-    if json:
-        print_json(rows)
-        return
-    print_table(
-        "Endpoints",
+    show_list(
+        "endpoint",
+        _row,
         [
             ("Name", lambda r: r["name"]),
             ("Status", lambda r: r["status"]),
@@ -217,7 +210,7 @@ def list_(json: JsonOption = False) -> None:
             ("Service", lambda r: r["service_status"]),
             ("Last heartbeat", lambda r: when(r["last_heartbeat"])),
         ],
-        rows,
+        json=json,
     )
 
 
@@ -248,20 +241,12 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
 ) -> None:
     """Delete the endpoint: its registration at the service (and its tasks) and its local profile."""
-    profile = _existing(name)
-    if profile.state() in (AgentState.RUNNING, AgentState.DISCONNECTED) and force:
-        stop_daemon(profile)
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Delete endpoint {name} and its tasks at the service?", abort=True)
-    identity = profile.read_identity()
-    if identity is not None:
-        try:
-            with Client(identity.get("service_url")) as client:
-                client.delete_endpoint(str(identity["endpoint_id"]), force=force)
-        except NotFound:
-            pass  # already gone at the service
-    profile.delete()
-    _say(f"deleted endpoint {name}")
+
+    def unregister(identity: dict[str, Any]) -> None:
+        with Client(identity.get("service_url")) as client:
+            client.delete_endpoint(str(identity["endpoint_id"]), force=force)
+
+    delete_profile("endpoint", name, force=force, yes=yes, unregister=unregister)
 
 
 @app.command("logs")
@@ -271,12 +256,4 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
 ) -> None:
     """Print the endpoint's log."""
-    profile = _existing(name)
-    for line in tail_log(profile, lines):
-        print(line)
-    if follow:
-        try:
-            for line in follow_log(profile):
-                print(line, flush=True)
-        except KeyboardInterrupt:
-            pass
+    print_logs("endpoint", name, lines, follow)

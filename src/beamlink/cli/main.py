@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import beamlink
-from beamlink.cli import clients, endpoint, functions, groups, tasks, tokens, users
+from beamlink.cli import clients, collection, endpoint, files, functions, groups, tasks, tokens, users
 from beamlink.cli.demo import demo
 from beamlink.cli.login import login, logout, whoami
 from beamlink.cli.output import err_console
@@ -46,12 +46,17 @@ app.command("demo")(demo)
 app.command("login")(login)
 app.command("logout")(logout)
 app.command("whoami")(whoami)
+app.command("ls")(files.ls)
+app.command("stat")(files.stat)
+app.command("mkdir")(files.mkdir)
+app.command("mv")(files.mv)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens.app, name="token")
 app.add_typer(users.app, name="user")
 app.add_typer(clients.app, name="client")
 app.add_typer(groups.app, name="group")
 app.add_typer(endpoint.app, name="endpoint")
+app.add_typer(collection.app, name="collection")
 app.add_typer(functions.app, name="function")
 app.add_typer(tasks.app, name="task")
 

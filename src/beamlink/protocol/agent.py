@@ -45,6 +45,7 @@ __all__ = [
     "TaskStarted",
     "Welcome",
     "decode_agent_message",
+    "decode_frame",
     "decode_service_message",
     "encode",
 ]
@@ -169,7 +170,8 @@ def encode(message: BaseModel) -> str:
     return message.model_dump_json()
 
 
-def _decode(adapter: TypeAdapter[Any], frame: str | bytes, sender: str) -> Any:
+def decode_frame(adapter: TypeAdapter[Any], frame: str | bytes, sender: str) -> Any:
+    """Parse ``frame`` with ``adapter``; InvalidInput names the first problem and where it is."""
     try:
         return adapter.validate_json(frame)
     except ValidationError as exc:
@@ -183,10 +185,10 @@ def _decode(adapter: TypeAdapter[Any], frame: str | bytes, sender: str) -> Any:
 
 def decode_agent_message(frame: str | bytes) -> AgentMessage:
     """Parse a frame from an agent; InvalidInput names what is wrong."""
-    message: AgentMessage = _decode(_AGENT, frame, "agent")
+    message: AgentMessage = decode_frame(_AGENT, frame, "agent")
     return message
 
 
 def decode_service_message(frame: str | bytes) -> ServiceMessage:
-    message: ServiceMessage = _decode(_SERVICE, frame, "service")
+    message: ServiceMessage = decode_frame(_SERVICE, frame, "service")
     return message

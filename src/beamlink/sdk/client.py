@@ -18,11 +18,12 @@ from beamlink.protocol.auth import (
 )
 from beamlink.sdk._base import quote_segment as q
 from beamlink.sdk.compute import ComputeMixin
+from beamlink.sdk.transfer import TransferMixin
 
 __all__ = ["Client"]
 
 
-class Client(ComputeMixin):
+class Client(ComputeMixin, TransferMixin):
     """A connection to one beamlink service. See :class:`BaseClient` for how url and token are found."""
 
     # -- service ----------------------------------------------------------------------------------

@@ -12,7 +12,18 @@ from fastapi import FastAPI
 
 import beamlink
 from beamlink.config import Settings, load_settings
-from beamlink.service.api import agents, auth, clients, compute, groups, health, users
+from beamlink.service.api import (
+    agents,
+    auth,
+    clients,
+    compute,
+    groups,
+    health,
+    users,
+)
+from beamlink.service.api import (
+    collections as collections_api,
+)
 from beamlink.service.api.errors import install_error_handlers
 from beamlink.service.api.middleware import RequestContextMiddleware
 from beamlink.service.bootstrap import prepare_database
@@ -20,6 +31,7 @@ from beamlink.service.compute.endpoints import mark_all_disconnected
 from beamlink.service.compute.reaper import run_reaper
 from beamlink.service.db.engine import Database
 from beamlink.service.state import ServiceState
+from beamlink.service.transfer import collections
 
 __all__ = ["create_app"]
 
@@ -34,6 +46,7 @@ ROUTERS = (
     compute.functions_router,
     compute.endpoints_router,
     compute.tasks_router,
+    collections_api.router,
     agents.router,
 )
 
@@ -52,6 +65,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         state.hub.bind(asyncio.get_running_loop())
         with database.transaction() as session:
             mark_all_disconnected(session)
+            collections.mark_all_disconnected(session)
         app.state.beamlink = state
         reaper = asyncio.create_task(run_reaper(state))
         log.info(

@@ -10,6 +10,7 @@ from beamlink.service.auth.cache import PrincipalCache
 from beamlink.service.compute.hub import ComputeHub
 from beamlink.service.db.base import utcnow
 from beamlink.service.db.engine import Database
+from beamlink.service.transfer.links import CollectionLinks
 
 __all__ = ["ServiceState"]
 
@@ -19,6 +20,7 @@ class ServiceState:
     settings: Settings
     db: Database
     hub: ComputeHub = field(default_factory=ComputeHub)
+    collections: CollectionLinks = field(default_factory=CollectionLinks)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     started_at: datetime = field(default_factory=utcnow)
 

@@ -1,4 +1,7 @@
-"""``GET /v1/agents/connect``: the WebSocket every endpoint agent keeps open to the service."""
+"""``GET /v1/agents/connect``: the WebSocket every agent (endpoint or collection) keeps open to the service.
+
+The agent's id says which kind it is; each kind has its own session class and messages.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from beamlink.protocol.agent import AGENT_HEADER, CLOSE_AUTH
 from beamlink.service.compute import endpoints
 from beamlink.service.compute.gateway import AgentSession
 from beamlink.service.state import ServiceState
+from beamlink.service.transfer import collections
+from beamlink.service.transfer.gateway import CollectionSession
 
 __all__ = ["router"]
 
@@ -18,25 +23,31 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["agents"])
 
 
-def _authenticate(state: ServiceState, endpoint_id: str, secret: str) -> bool:
+def _authenticate(state: ServiceState, agent_id: str, secret: str) -> str | None:
+    """The kind of agent ``agent_id`` is ("endpoint" or "collection") if the secret is its own."""
     with state.db.transaction() as session:
-        return endpoints.authenticate_agent(session, endpoint_id, secret) is not None
+        if endpoints.authenticate_agent(session, agent_id, secret) is not None:
+            return "endpoint"
+        if collections.authenticate_agent(session, agent_id, secret) is not None:
+            return "collection"
+        return None
 
 
 @router.websocket("/v1/agents/connect")
 async def connect(websocket: WebSocket) -> None:
     state: ServiceState = websocket.app.state.beamlink
-    endpoint_id = websocket.headers.get(AGENT_HEADER, "")
+    agent_id = websocket.headers.get(AGENT_HEADER, "")
     scheme, _, secret = websocket.headers.get("authorization", "").partition(" ")
     # Accept first, then close with a reason: a refused handshake would tell the agent nothing.
     await websocket.accept()
-    if scheme.lower() != "bearer" or not endpoint_id or not secret:
+    if scheme.lower() != "bearer" or not agent_id or not secret:
         await websocket.close(CLOSE_AUTH, f"send {AGENT_HEADER} and Authorization: Bearer <agent secret>")
         return
-    if not await anyio.to_thread.run_sync(_authenticate, state, endpoint_id, secret):
+    kind = await anyio.to_thread.run_sync(_authenticate, state, agent_id, secret)
+    if kind is None:
         await websocket.close(
             CLOSE_AUTH,
-            "unknown endpoint or outdated secret (was it started again elsewhere, or deleted?)",
+            "unknown agent or outdated secret (was it started again elsewhere, or deleted?)",
         )
         return
 
@@ -46,8 +57,12 @@ async def connect(websocket: WebSocket) -> None:
     async def close(code: int, reason: str) -> None:
         await websocket.close(code, reason)
 
-    session = AgentSession(state, endpoint_id, send, close)
-    await state.hub.attach(session)
+    session: AgentSession | CollectionSession
+    if kind == "endpoint":
+        session = AgentSession(state, agent_id, send, close)
+        await state.hub.attach(session)
+    else:
+        session = CollectionSession(state, agent_id, send, close)  # attaches at its hello
     try:
         while True:
             message = await websocket.receive()
@@ -61,6 +76,6 @@ async def connect(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     except RuntimeError:
-        log.debug("endpoint %s: the socket closed under us", endpoint_id, exc_info=True)
+        log.debug("agent %s: the socket closed under us", agent_id, exc_info=True)
     finally:
         await session.finish()

@@ -32,6 +32,7 @@ __all__ = [
     "delete_grants",
     "grant",
     "grants_for",
+    "principal_clause",
     "require",
     "revoke",
     "roles_of",
@@ -84,14 +85,16 @@ PUBLIC = "public"
 ALL_AUTHENTICATED = "all_authenticated_users"
 
 
-def _principal_clause(principal: Principal | None) -> ColumnElement[bool]:
-    """Grants that apply to this caller (anonymous callers match only public grants)."""
-    clauses: list[ColumnElement[bool]] = [Grant.principal_type == PUBLIC]
+def principal_clause(principal: Principal | None, model: Any = None) -> ColumnElement[bool]:
+    """Rows of ``model`` (grants, or any table with ``principal_type``/``principal_id`` columns, such as
+    collection access rules) that apply to this caller; anonymous callers match only public ones."""
+    model = Grant if model is None else model
+    clauses: list[ColumnElement[bool]] = [model.principal_type == PUBLIC]
     if principal is not None:
-        clauses.append(Grant.principal_type == ALL_AUTHENTICATED)
-        clauses.append(and_(Grant.principal_type == "user", Grant.principal_id == principal.id))
+        clauses.append(model.principal_type == ALL_AUTHENTICATED)
+        clauses.append(and_(model.principal_type == "user", model.principal_id == principal.id))
         if principal.group_ids:
-            clauses.append(and_(Grant.principal_type == "group", Grant.principal_id.in_(principal.group_ids)))
+            clauses.append(and_(model.principal_type == "group", model.principal_id.in_(principal.group_ids)))
     return or_(*clauses)
 
 
@@ -110,7 +113,7 @@ def roles_of(
             select(Grant.role).where(
                 Grant.object_type == policy.object_type,
                 Grant.object_id == obj.id,
-                _principal_clause(principal),
+                principal_clause(principal),
             )
         ),
     ]
@@ -153,7 +156,7 @@ def visible_clause(principal: Principal | None, policy: Policy, model: Any) -> C
     if principal is not None and principal.is_admin:
         return model.id.is_not(None)  # type: ignore[no-any-return]
     granted_ids = select(Grant.object_id).where(
-        Grant.object_type == policy.object_type, _principal_clause(principal)
+        Grant.object_type == policy.object_type, principal_clause(principal)
     )
     clauses: list[ColumnElement[bool]] = [model.id.in_(granted_ids)]
     if principal is not None:

@@ -1,1 +1,1 @@
-"""service/transfer"""
+"""The transfer domain: collections (data agents), their access rules, operations and transfers."""

@@ -1,0 +1,127 @@
+"""One connected collection agent: its hello, heartbeats and answers in; operation requests out.
+
+Transport-free like :class:`beamlink.service.compute.gateway.AgentSession`: the WebSocket route hands in
+frames and a send/close pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
+
+from beamlink.errors import InvalidInput
+from beamlink.protocol.agent import CLOSE_INVALID, CLOSE_REPLACED, Heartbeat, encode
+from beamlink.protocol.collections import (
+    CollectionHello,
+    CollectionWelcome,
+    OpRequest,
+    OpResult,
+    decode_collection_agent_message,
+)
+from beamlink.service.state import ServiceState
+from beamlink.service.transfer import collections
+from beamlink.service.transfer.models import Collection
+
+__all__ = ["CollectionSession"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+
+class CollectionSession:
+    def __init__(self, state: ServiceState, collection_id: str, send: Send, close: Close) -> None:
+        self.state = state
+        self.collection_id = collection_id
+        self._send = send
+        self._close = close
+        self._send_lock = asyncio.Lock()
+        self._closed = False
+        self.hello: CollectionHello | None = None
+        self.connected_at: datetime | None = None
+
+    async def _db(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self.state.db.transaction() as session:
+                return fn(session)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def send_request(self, request: OpRequest) -> bool:
+        if self._closed:
+            return False
+        try:
+            async with self._send_lock:
+                await self._send(encode(request))
+            return True
+        except Exception:
+            log.info("collection %s: send failed; the connection is gone", self.collection_id)
+            return False
+
+    async def replace(self) -> None:
+        await self.close(CLOSE_REPLACED, "a newer connection of this collection took over")
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._close(code, reason[:120])
+        except Exception:
+            log.debug("closing collection connection failed", exc_info=True)
+
+    async def receive(self, frame: str | bytes) -> bool:
+        """Handle one frame; False when the connection was closed because of it."""
+        try:
+            message = decode_collection_agent_message(frame)
+            if self.hello is None and not isinstance(message, CollectionHello):
+                raise InvalidInput(f"the first message must be 'collection_hello', got {message.type!r}")
+        except InvalidInput as exc:
+            log.warning("collection %s sent an invalid frame: %s", self.collection_id, exc.message)
+            await self.close(CLOSE_INVALID, exc.message)
+            return False
+        if isinstance(message, CollectionHello):
+            await self._on_hello(message)
+        elif isinstance(message, Heartbeat):
+            await self._db(lambda s: collections.record_heartbeat(s, self.collection_id, message))
+        elif isinstance(message, OpResult):
+            self.state.collections.resolve(message)
+        return True
+
+    async def _on_hello(self, hello: CollectionHello) -> None:
+        self.hello = hello
+
+        def connect(session: Session) -> datetime | None:
+            collection = session.get(Collection, self.collection_id)
+            if collection is None:
+                return None
+            return collections.mark_connected(session, collection, hello)
+
+        self.connected_at = await self._db(connect)
+        await self.state.collections.attach(self)
+        async with self._send_lock:
+            await self._send(
+                encode(
+                    CollectionWelcome(
+                        collection_id=self.collection_id, heartbeat_period=hello.heartbeat_period
+                    )
+                )
+            )
+        log.info(
+            "collection %s connected from %s (data server %s)", self.collection_id, hello.host, hello.data_url
+        )
+
+    async def finish(self) -> None:
+        self._closed = True
+        connected_at = self.connected_at
+        if self.state.collections.detach(self) and connected_at is not None:
+            await self._db(lambda s: collections.mark_disconnected(s, self.collection_id, connected_at))
+            log.info("collection %s disconnected", self.collection_id)

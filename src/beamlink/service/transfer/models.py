@@ -1,0 +1,71 @@
+"""Tables of the transfer domain: collections and their access rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from beamlink.service.auth.models import User
+from beamlink.service.db.base import Base, UTCDateTime, created_column, id_column
+
+__all__ = ["Collection", "CollectionRule"]
+
+
+class Collection(Base):
+    """A data agent serving one root directory, as the service knows it.
+
+    ``data_key`` signs the short-lived data-plane tokens its agent verifies; unlike the agent secret it
+    is kept in clear, because the service must be able to sign with it (it never leaves the service and
+    the agent's profile).
+    """
+
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_collections_owner_name"),)
+
+    id: Mapped[str] = id_column()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    data_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    host: Mapped[str | None] = mapped_column(String(255))
+    root_path: Mapped[str | None] = mapped_column(Text)
+    data_url: Mapped[str | None] = mapped_column(Text)
+    checksum_algorithm: Mapped[str | None] = mapped_column(String(16))
+    public_read: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = created_column()
+
+    owner: Mapped[User] = relationship(lazy="joined")
+
+    @property
+    def online(self) -> bool:
+        return self.connected_at is not None and self.disconnected_at is None
+
+
+class CollectionRule(Base):
+    """Access for a user or a group to a path prefix of a collection: ``read`` or ``read-write``."""
+
+    __tablename__ = "collection_rules"
+    __table_args__ = (
+        Index("ix_collection_rules_collection", "collection_id"),
+        Index("ix_collection_rules_principal", "principal_type", "principal_id"),
+    )
+
+    id: Mapped[str] = id_column()
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    )
+    principal_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    principal_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    permission: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = created_column()
