@@ -45,7 +45,9 @@ def test_a_collection_serves_its_directory_through_the_cli_and_sdk(
     collection_id = alice.start_collection("beamline")
 
     listed = alice.cli("collection", "list")
-    assert "beamline" in listed.stdout and "Running" in listed.stdout and collection_id in listed.stdout
+    assert "beamline" in listed.stdout
+    assert "Running" in listed.stdout
+    assert collection_id in listed.stdout
 
     names = {e.name: e for e in alice.client.ls("beamline", "raw")}
     assert set(names) == {"scan 001", "naïve ünïcode.txt", "odd\\xffbyte"}
@@ -54,7 +56,9 @@ def test_a_collection_serves_its_directory_through_the_cli_and_sdk(
 
     out = alice.cli("ls", "beamline:raw")
     assert out.code == 0, out.stderr
-    assert "scan 001/" in out.stdout and "naïve ünïcode.txt" in out.stdout and "odd\\xffbyte" in out.stdout
+    assert "scan 001/" in out.stdout
+    assert "naïve ünïcode.txt" in out.stdout
+    assert "odd\\xffbyte" in out.stdout
 
     assert alice.cli("mkdir", "-p", "beamline:processed/2026/run 7").code == 0
     assert (data / "processed" / "2026" / "run 7").is_dir()
@@ -70,7 +74,8 @@ def test_a_collection_serves_its_directory_through_the_cli_and_sdk(
     for i in range(7):
         (data / "processed" / f"f{i}").write_text(str(i))
     paged = [e.name for e in alice.client.ls("beamline", "processed", page_size=2)]
-    assert paged == sorted(paged) and {f"f{i}" for i in range(7)} <= set(paged)
+    assert paged == sorted(paged)
+    assert {f"f{i}" for i in range(7)} <= set(paged)
 
 
 def test_bad_paths_and_operations_are_refused_with_the_reason(
@@ -93,9 +98,11 @@ def test_bad_paths_and_operations_are_refused_with_the_reason(
     with pytest.raises(PathOutsideCollection):
         client.rename("beamline", "raw/scan 001", "../stolen")
     out = alice.cli("ls", "no-colon-here")
-    assert out.code == 1 and "COLLECTION:PATH" in out.stderr
+    assert out.code == 1
+    assert "COLLECTION:PATH" in out.stderr
     out = alice.cli("mv", "beamline:raw", "other:raw")
-    assert out.code == 1 and "within one collection" in out.stderr
+    assert out.code == 1
+    assert "within one collection" in out.stderr
     assert (data / "raw" / "scan 001").is_dir()  # nothing moved
 
 
@@ -111,7 +118,8 @@ def test_another_users_collection_is_invisible_until_a_rule_lets_them_in(
     assert collection_id not in [c.id for c in bob.client.list_collections()]
 
     alice.client.add_collection_rule(
-        collection_id, RuleCreate(principal_type="user", principal=bob.username, path="raw", permission="read")
+        collection_id,
+        RuleCreate(principal_type="user", principal=bob.username, path="raw", permission="read"),
     )
     assert {e.name for e in bob.client.ls(collection_id, "raw")} >= {"scan 001"}
     with pytest.raises(PermissionDenied) as denied:
@@ -122,7 +130,8 @@ def test_another_users_collection_is_invisible_until_a_rule_lets_them_in(
     assert not (data / "raw" / "bobs").exists()
 
     rules = alice.cli("collection", "rule", "list", collection_id)
-    assert bob.username in rules.stdout and "/raw" in rules.stdout
+    assert bob.username in rules.stdout
+    assert "/raw" in rules.stdout
     with pytest.raises(PermissionDenied):
         bob.client.list_collection_rules(collection_id)  # only the owner manages rules
     start = bob.cli("collection", "rule", "add", collection_id, bob.username, "--write")
@@ -139,17 +148,21 @@ def test_a_stopped_collection_answers_offline_and_a_bad_config_names_the_key(
     alice.configure_collection("beamline", data)
     alice.start_collection("beamline")
     stopped = alice.cli("collection", "stop", "beamline")
-    assert stopped.code == 0 and "stopped collection beamline" in stopped.stdout
+    assert stopped.code == 0
+    assert "stopped collection beamline" in stopped.stdout
     alice.started_collections.clear()
     with pytest.raises(CollectionOffline) as offline:
         alice.client.stat("beamline", "raw")
     assert "beamlink collection start beamline" in offline.value.message
 
     again = alice.cli("collection", "stop", "beamline")
-    assert again.code == 1 and "is not running" in again.stderr
+    assert again.code == 1
+    assert "is not running" in again.stderr
 
     alice.configure_collection("broken", data, extra="concurency: 4\n")
     broken = alice.cli("collection", "start", "broken")
-    assert broken.code == 1 and "concurency" in broken.stderr and "line 3" in broken.stderr
+    assert broken.code == 1
+    assert "concurency" in broken.stderr
+    assert "line 3" in broken.stderr
     with pytest.raises(InvalidInput):
         alice.client.stat("beamline", "a\x00b")
