@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 import beamlink
-from beamlink.cli import clients, collection, endpoint, files, functions, groups, tasks, tokens, users
+from beamlink.cli import (
+    clients,
+    collection,
+    endpoint,
+    files,
+    functions,
+    groups,
+    tasks,
+    tokens,
+    transfer,
+    users,
+)
 from beamlink.cli.demo import demo
 from beamlink.cli.login import login, logout, whoami
 from beamlink.cli.output import err_console
@@ -50,6 +61,7 @@ app.command("ls")(files.ls)
 app.command("stat")(files.stat)
 app.command("mkdir")(files.mkdir)
 app.command("mv")(files.mv)
+app.command("rm")(transfer.rm)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens.app, name="token")
 app.add_typer(users.app, name="user")
@@ -57,6 +69,7 @@ app.add_typer(clients.app, name="client")
 app.add_typer(groups.app, name="group")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(collection.app, name="collection")
+app.add_typer(transfer.app, name="transfer")
 app.add_typer(functions.app, name="function")
 app.add_typer(tasks.app, name="task")
 

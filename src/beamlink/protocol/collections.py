@@ -4,10 +4,11 @@ exchanges with the service on its WebSocket (``GET /v1/agents/connect``, as endp
 Paths are root-relative and in *wire form* (see :mod:`beamlink.agents.collection.paths`): UTF-8 text in
 which a byte that is not UTF-8 is written ``\\xHH`` and a backslash ``\\\\``.
 
-agent → service: ``collection_hello`` first, then ``heartbeat`` and ``op_result`` (the answer to an
-``op``). service → agent: ``collection_welcome`` and ``op`` (ls, stat, mkdir, rename, delete), each with a
-request id its answer repeats. Operations are idempotent or refused with a reason, so a request lost
-with its connection is simply retried by the caller.
+agent → service: ``collection_hello`` first, then ``heartbeat``, ``op_result`` (the answer to an ``op``)
+and the transfer messages of :mod:`beamlink.protocol.transfers`. service → agent: ``collection_welcome``,
+``op`` (ls, stat, mkdir, rename), each with a request id its answer repeats, ``transfer_job``,
+``transfer_cancel`` and ``transfer_done_ack``. Operations are idempotent or refused with a reason, so a
+request lost with its connection is simply retried by the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from beamlink.protocol.agent import Heartbeat, decode_frame
+from beamlink.protocol.transfers import (
+    CancelTransfer,
+    TransferDone,
+    TransferDoneAck,
+    TransferEvents,
+    TransferJob,
+    TransferProgress,
+)
 
 __all__ = [
     "OPERATIONS",
@@ -148,6 +157,9 @@ class CollectionHello(_Strict):
     checksum_algorithm: str = "xxh3"
     heartbeat_period: float = 30.0
     stats: dict[str, Any] = Field(default_factory=dict)
+    held_transfer_ids: list[str] = Field(
+        default_factory=list, description="Tasks the agent runs or has finished but not yet reported."
+    )
 
 
 class OpError(BaseModel):
@@ -176,8 +188,14 @@ class OpRequest(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-CollectionAgentMessage = Annotated[CollectionHello | Heartbeat | OpResult, Field(discriminator="type")]
-CollectionServiceMessage = Annotated[CollectionWelcome | OpRequest, Field(discriminator="type")]
+CollectionAgentMessage = Annotated[
+    CollectionHello | Heartbeat | OpResult | TransferProgress | TransferEvents | TransferDone,
+    Field(discriminator="type"),
+]
+CollectionServiceMessage = Annotated[
+    CollectionWelcome | OpRequest | TransferJob | CancelTransfer | TransferDoneAck,
+    Field(discriminator="type"),
+]
 
 _AGENT: TypeAdapter[CollectionAgentMessage] = TypeAdapter(CollectionAgentMessage)
 _SERVICE: TypeAdapter[CollectionServiceMessage] = TypeAdapter(CollectionServiceMessage)

@@ -5,7 +5,8 @@ Paths are root-relative, in wire form (names that are not UTF-8 arrive with ``\\
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from beamlink.protocol.collections import (
     CollectionInfo,
@@ -15,6 +16,12 @@ from beamlink.protocol.collections import (
     FileEntry,
     RuleCreate,
     RuleInfo,
+)
+from beamlink.protocol.transfers import (
+    DeleteCreate,
+    TransferCreate,
+    TransferEvent,
+    TransferInfo,
 )
 from beamlink.sdk._base import BaseClient
 from beamlink.sdk._base import quote_segment as q
@@ -110,3 +117,51 @@ class TransferMixin(BaseClient):
         return FileEntry.model_validate(
             self.request("POST", f"/v1/collections/{q(collection)}/rename", json=body)
         )
+
+    # -- transfer and delete tasks ----------------------------------------------------------------
+
+    def submit_transfer(self, body: TransferCreate) -> TransferInfo:
+        """Queue a transfer; with a ``submission_id`` seen before, returns that task instead."""
+        return TransferInfo.model_validate(
+            self.request("POST", "/v1/transfers", json=body.model_dump(mode="json"))
+        )
+
+    def submit_delete(self, body: DeleteCreate) -> TransferInfo:
+        return TransferInfo.model_validate(
+            self.request("POST", "/v1/deletes", json=body.model_dump(mode="json"))
+        )
+
+    def get_transfer(self, transfer_id: str) -> TransferInfo:
+        return self._get_model(TransferInfo, f"/v1/transfers/{q(transfer_id)}")
+
+    def list_transfers(
+        self, *, state: str | None = None, kind: str | None = None, page_size: int | None = None
+    ) -> list[TransferInfo]:
+        return list(self._walk(TransferInfo, "/v1/transfers", page_size=page_size, state=state, kind=kind))
+
+    def transfer_events(self, transfer_id: str, *, after: int = 0) -> list[TransferEvent]:
+        rows = self.request("GET", f"/v1/transfers/{q(transfer_id)}/events", params={"after": after})
+        return [TransferEvent.model_validate(r) for r in rows]
+
+    def cancel_transfer(self, transfer_id: str) -> TransferInfo:
+        return TransferInfo.model_validate(self.request("POST", f"/v1/transfers/{q(transfer_id)}/cancel"))
+
+    def wait_transfer(
+        self,
+        transfer_id: str,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[TransferInfo], None] | None = None,
+        interval: float = 0.25,
+    ) -> TransferInfo:
+        """Until the task SUCCEEDS or FAILS (or ``timeout`` seconds); ``on_update`` sees every poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.get_transfer(transfer_id)
+            if on_update is not None:
+                on_update(info)
+            if info.state in ("SUCCEEDED", "FAILED"):
+                return info
+            if deadline is not None and time.monotonic() >= deadline:
+                return info
+            time.sleep(interval)

@@ -12,18 +12,9 @@ from fastapi import FastAPI
 
 import beamlink
 from beamlink.config import Settings, load_settings
-from beamlink.service.api import (
-    agents,
-    auth,
-    clients,
-    compute,
-    groups,
-    health,
-    users,
-)
-from beamlink.service.api import (
-    collections as collections_api,
-)
+from beamlink.service.api import agents, auth, clients, compute, groups, health, users
+from beamlink.service.api import collections as collections_api
+from beamlink.service.api import transfers as transfers_api
 from beamlink.service.api.errors import install_error_handlers
 from beamlink.service.api.middleware import RequestContextMiddleware
 from beamlink.service.bootstrap import prepare_database
@@ -32,6 +23,7 @@ from beamlink.service.compute.reaper import run_reaper
 from beamlink.service.db.engine import Database
 from beamlink.service.state import ServiceState
 from beamlink.service.transfer import collections
+from beamlink.service.transfer.reaper import run_transfer_reaper
 
 __all__ = ["create_app"]
 
@@ -47,6 +39,8 @@ ROUTERS = (
     compute.endpoints_router,
     compute.tasks_router,
     collections_api.router,
+    transfers_api.transfers_router,
+    transfers_api.deletes_router,
     agents.router,
 )
 
@@ -67,7 +61,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             mark_all_disconnected(session)
             collections.mark_all_disconnected(session)
         app.state.beamlink = state
-        reaper = asyncio.create_task(run_reaper(state))
+        reapers = [asyncio.create_task(run_reaper(state)), asyncio.create_task(run_transfer_reaper(state))]
         log.info(
             "beamlink %s ready at %s (database: %s)",
             beamlink.__version__,
@@ -77,9 +71,10 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for reaper in reapers:
+                reaper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reaper
             log.info("shutting down: closing the database")
             database.dispose()
             log.info("shutdown complete")

@@ -1,8 +1,9 @@
-"""The collection agent: the gateway connection to the service, file operations on its root, and (when
-the data plane is wired in) its HTTP data server.
+"""The collection agent: the gateway connection to the service, file operations on its root, its HTTP
+data server (other agents pull from it with tokens the service signs), and the transfer and delete
+tasks it runs (:mod:`.jobs`).
 
 Operations arrive as ``op`` requests on the WebSocket and run in worker threads (a listing of a large
-directory or a recursive delete must not stall heartbeats); each answer carries the request id.
+directory must not stall heartbeats); each answer carries the request id.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import anyio.to_thread
 import beamlink
 from beamlink.agents.collection import fsops
 from beamlink.agents.collection.config import CollectionConfig
+from beamlink.agents.collection.dataserver import DataServer
+from beamlink.agents.collection.jobs import JobRunner
 from beamlink.agents.collection.paths import CollectionRoot, from_wire
 from beamlink.agents.daemon import AgentProfile, GatewayClient, PidFile, report_ready
 from beamlink.errors import BeamlinkError
@@ -31,6 +34,7 @@ from beamlink.protocol.collections import (
     OpResult,
     decode_collection_service_message,
 )
+from beamlink.protocol.transfers import CancelTransfer, TransferDoneAck, TransferJob
 
 __all__ = ["CollectionAgent", "run_operation"]
 
@@ -119,12 +123,21 @@ class CollectionAgent:
             heartbeat=lambda: encode(Heartbeat(stats=self._stats())),
             heartbeat_period=config.heartbeat_period,
         )
+        self.data_server = DataServer(
+            self.root,
+            collection_id=self.collection_id,
+            key=self.data_key,
+            host=config.listen_host,
+            port=config.listen_port,
+            checksum_algorithm=config.checksum_algorithm,
+        )
+        self.jobs = JobRunner(profile.dir / "transfers", self.root, config, self.gateway.send)
 
     def _headers(self) -> dict[str, str]:
         return {AGENT_HEADER: self.collection_id, "Authorization": f"Bearer {self._secret}"}
 
     def _stats(self) -> dict[str, Any]:
-        return {"operations_running": len(self._operations)}
+        return {"operations_running": len(self._operations), "tasks_held": len(self.jobs.held())}
 
     async def _on_connect(self) -> None:
         hello = CollectionHello(
@@ -135,8 +148,10 @@ class CollectionAgent:
             checksum_algorithm=self.config.checksum_algorithm,
             heartbeat_period=self.config.heartbeat_period,
             stats=self._stats(),
+            held_transfer_ids=self.jobs.held(),
         )
         await self.gateway.send(encode(hello))
+        await self.jobs.resend_outcomes()
 
     async def _on_disconnect(self) -> None:
         self._welcomed.clear()
@@ -149,6 +164,13 @@ class CollectionAgent:
             task = asyncio.create_task(self._operate(message))
             self._operations.add(task)
             task.add_done_callback(self._operations.discard)
+        elif isinstance(message, TransferJob):
+            self.jobs.accept(message)
+        elif isinstance(message, CancelTransfer):
+            log.info("task %s: %s", message.transfer_id, message.reason)
+            self.jobs.cancel(message.transfer_id)
+        elif isinstance(message, TransferDoneAck):
+            self.jobs.acknowledged(message.transfer_id)
 
     async def _operate(self, request: OpRequest) -> None:
         answer = await anyio.to_thread.run_sync(run_operation, self.root, request)
@@ -167,6 +189,10 @@ class CollectionAgent:
             self.root.path,
             self.service_url,
         )
+        port = await self.data_server.start()
+        self.data_url = self.config.advertised(port)
+        log.info("data server listening on %s (advertised as %s)", self.data_server.url, self.data_url)
+        self.jobs.resume()
         background: list[asyncio.Task[Any]] = []
         if pid_file is not None:
             background.append(asyncio.create_task(pid_file.keep_fresh(stop)))
@@ -189,6 +215,8 @@ class CollectionAgent:
             if gateway.done():
                 gateway.result()
         finally:
+            await self.jobs.stop()
+            await self.data_server.stop()
             for task in list(self._operations):
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(task, 5.0)  # let an answer in flight go out

@@ -85,6 +85,11 @@ class CollectionConfig(Section):
         description="Large files move in chunks of this many bytes; a restart loses at most one chunk.",
     )
     heartbeat_period: float = Field(default=30.0, gt=0, description="Seconds between heartbeats.")
+    same_host_copy: bool = Field(
+        default=True,
+        description="Copy locally (copy_file_range) when the source collection is on this host; false "
+        "pulls over HTTP anyway (hosts that share a name but not a filesystem, e.g. containers).",
+    )
 
     @field_validator("root_path", mode="before")
     @classmethod
@@ -209,6 +214,8 @@ listen: 127.0.0.1:0           # host:port of the data server; port 0 takes any f
 concurrency: 8                # files in flight at once
 checksum_algorithm: xxh3      # xxh3 | blake3 | sha256 | md5
 chunk_size: 64 MiB            # large files move, and resume after a restart, in chunks of this size
+# same_host_copy: true        # copy locally when the source is on this host (false: always pull over HTTP)
+# heartbeat_period: 30
 """
 
 

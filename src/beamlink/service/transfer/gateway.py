@@ -24,8 +24,15 @@ from beamlink.protocol.collections import (
     OpResult,
     decode_collection_agent_message,
 )
+from beamlink.protocol.transfers import (
+    CancelTransfer,
+    TransferDone,
+    TransferDoneAck,
+    TransferEvents,
+    TransferProgress,
+)
 from beamlink.service.state import ServiceState
-from beamlink.service.transfer import collections
+from beamlink.service.transfer import collections, transfers
 from beamlink.service.transfer.models import Collection
 
 __all__ = ["CollectionSession"]
@@ -47,6 +54,8 @@ class CollectionSession:
         self._closed = False
         self.hello: CollectionHello | None = None
         self.connected_at: datetime | None = None
+        self._held: set[str] = set()  # transfer tasks this agent has (from its hello, then sent here)
+        self._jobs_lock = asyncio.Lock()
 
     async def _db(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -55,16 +64,37 @@ class CollectionSession:
 
         return await anyio.to_thread.run_sync(run)
 
-    async def send_request(self, request: OpRequest) -> bool:
+    async def _send_text(self, text: str) -> bool:
         if self._closed:
             return False
         try:
             async with self._send_lock:
-                await self._send(encode(request))
+                await self._send(text)
             return True
         except Exception:
             log.info("collection %s: send failed; the connection is gone", self.collection_id)
             return False
+
+    async def send_request(self, request: OpRequest) -> bool:
+        return await self._send_text(encode(request))
+
+    async def send_jobs(self) -> None:
+        """Send the ACTIVE tasks this agent should run and does not have yet."""
+        if self.hello is None:
+            return
+        async with self._jobs_lock:  # two wake-ups at once must not send a task twice
+            held = set(self._held)
+            jobs = await self._db(lambda s: transfers.jobs_to_send(s, self.collection_id, held))
+            for job in jobs:
+                if not await self._send_text(encode(job)):
+                    return
+                self._held.add(job.transfer_id)
+            if jobs:
+                ids = [j.transfer_id for j in jobs]
+                await self._db(lambda s: transfers.mark_held(s, self.collection_id, ids))
+
+    async def cancel(self, transfer_id: str, reason: str) -> None:
+        await self._send_text(encode(CancelTransfer(transfer_id=transfer_id, reason=reason)))
 
     async def replace(self) -> None:
         await self.close(CLOSE_REPLACED, "a newer connection of this collection took over")
@@ -94,6 +124,21 @@ class CollectionSession:
             await self._db(lambda s: collections.record_heartbeat(s, self.collection_id, message))
         elif isinstance(message, OpResult):
             self.state.collections.resolve(message)
+        elif isinstance(message, TransferProgress):
+            await self._db(
+                lambda s: transfers.record_progress(
+                    s, self.collection_id, message.transfer_id, message.counts
+                )
+            )
+        elif isinstance(message, TransferEvents):
+            await self._db(
+                lambda s: transfers.add_events(s, self.collection_id, message.transfer_id, message.events)
+            )
+        elif isinstance(message, TransferDone):
+            await self._db(lambda s: transfers.finish(s, self.collection_id, message))
+            self._held.discard(message.transfer_id)
+            # After the commit: the agent forgets its copy of the outcome only then.
+            await self._send_text(encode(TransferDoneAck(transfer_id=message.transfer_id)))
         return True
 
     async def _on_hello(self, hello: CollectionHello) -> None:
@@ -105,23 +150,28 @@ class CollectionSession:
                 return None
             return collections.mark_connected(session, collection, hello)
 
+        self._held = set(hello.held_transfer_ids)
         self.connected_at = await self._db(connect)
         await self.state.collections.attach(self)
-        async with self._send_lock:
-            await self._send(
-                encode(
-                    CollectionWelcome(
-                        collection_id=self.collection_id, heartbeat_period=hello.heartbeat_period
-                    )
-                )
-            )
+        welcome = CollectionWelcome(collection_id=self.collection_id, heartbeat_period=hello.heartbeat_period)
+        await self._send_text(encode(welcome))
         log.info(
             "collection %s connected from %s (data server %s)", self.collection_id, hello.host, hello.data_url
         )
+        await self._refresh()
+
+    async def _refresh(self) -> None:
+        """This agent came or went: tasks that need it change state; the agents of ACTIVE ones get them."""
+        links = self.state.collections
+        ids = await self._db(lambda s: transfers.refresh_states(s, [self.collection_id], links.online))
+        if ids:
+            destinations = await self._db(lambda s: transfers.destinations_of(s, ids))
+            await links.send_jobs(destinations)
 
     async def finish(self) -> None:
         self._closed = True
         connected_at = self.connected_at
         if self.state.collections.detach(self) and connected_at is not None:
             await self._db(lambda s: collections.mark_disconnected(s, self.collection_id, connected_at))
+            await self._refresh()
             log.info("collection %s disconnected", self.collection_id)

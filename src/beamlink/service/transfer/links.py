@@ -24,6 +24,10 @@ class CollectionLink(Protocol):
 
     async def send_request(self, request: OpRequest) -> bool: ...
 
+    async def send_jobs(self) -> None: ...
+
+    async def cancel(self, transfer_id: str, reason: str) -> None: ...
+
     async def replace(self) -> None: ...
 
 
@@ -47,6 +51,18 @@ class CollectionLinks:
 
     def online(self, collection_id: str) -> bool:
         return collection_id in self._links
+
+    async def send_jobs(self, collection_ids: list[str]) -> None:
+        """Tasks for these collections' agents may be waiting: their links send what they lack."""
+        for collection_id in dict.fromkeys(collection_ids):
+            link = self._links.get(collection_id)
+            if link is not None:
+                await link.send_jobs()
+
+    async def cancel(self, collection_id: str, transfer_id: str, reason: str) -> None:
+        link = self._links.get(collection_id)
+        if link is not None:
+            await link.cancel(transfer_id, reason)
 
     def resolve(self, result: OpResult) -> None:
         future = self._pending.pop(result.request_id, None)

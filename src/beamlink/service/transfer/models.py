@@ -1,17 +1,17 @@
-"""Tables of the transfer domain: collections and their access rules."""
+"""Tables of the transfer domain: collections, their access rules, transfer and delete tasks, events."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from beamlink.service.auth.models import User
 from beamlink.service.db.base import Base, UTCDateTime, created_column, id_column
 
-__all__ = ["Collection", "CollectionRule"]
+__all__ = ["Collection", "CollectionRule", "Transfer", "TransferEventRow"]
 
 
 class Collection(Base):
@@ -69,3 +69,57 @@ class CollectionRule(Base):
     path: Mapped[str] = mapped_column(Text, nullable=False, default="")
     permission: Mapped[str] = mapped_column(String(16), nullable=False)
     created_at: Mapped[datetime] = created_column()
+
+
+class Transfer(Base):
+    """A transfer (source → destination collection) or a delete (in one collection), run by the agent of
+    ``destination_id``. ``held`` records that the agent confirmed it has the job (it resumes it after
+    its own restart); ``done_at`` the agent-reported end, kept until the owner looks."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (
+        Index("ix_transfers_owner", "owner_id"),
+        Index("ix_transfers_destination_state", "destination_id", "state"),
+        UniqueConstraint("owner_id", "submission_id", name="uq_transfers_owner_submission"),
+    )
+
+    id: Mapped[str] = id_column()
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    label: Mapped[str | None] = mapped_column(String(200))
+    submission_id: Mapped[str | None] = mapped_column(String(64))
+    source_id: Mapped[str | None] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    destination_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    )
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    held: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+    events_seen: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = created_column()
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    owner: Mapped[User] = relationship(lazy="joined")
+
+
+class TransferEventRow(Base):
+    """One entry of a task's event log (retries, faults, skipped sources, state changes)."""
+
+    __tablename__ = "transfer_events"
+    __table_args__ = (Index("ix_transfer_events_transfer", "transfer_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id", ondelete="CASCADE"), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    code: Mapped[str] = mapped_column(String(64), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    is_error: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
