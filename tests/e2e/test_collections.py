@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from beamlink.errors import (
@@ -166,3 +167,41 @@ def test_a_stopped_collection_answers_offline_and_a_bad_config_names_the_key(
     assert "line 3" in broken.stderr
     with pytest.raises(InvalidInput):
         alice.client.stat("beamline", "a\x00b")
+
+
+def test_files_download_through_the_service_with_ranges_and_access_checks(
+    make_person: Callable[..., Person], data: Path, tmp_path: Path
+) -> None:
+    alice, bob = make_person("alice"), make_person("bob")
+    alice.configure_collection("beamline", data)
+    collection_id = alice.start_collection("beamline")
+    payload = os.urandom(300_000)
+    (data / "raw" / "image 1.png").write_bytes(payload)
+
+    whole = tmp_path / "whole.png"
+    assert alice.client.download("beamline", "raw/image 1.png", whole) == len(payload)
+    assert whole.read_bytes() == payload
+    part = tmp_path / "part.png"
+    assert alice.client.download("beamline", "raw/image 1.png", part, byte_range=(1000, 2000)) == 1000
+    assert part.read_bytes() == payload[1000:2000]
+
+    with pytest.raises(NotFound):
+        bob.client.download(collection_id, "raw/image 1.png", tmp_path / "stolen")
+    with pytest.raises(PathOutsideCollection):
+        alice.client.download("beamline", "escape", tmp_path / "escaped")
+    with pytest.raises(NotFound):
+        alice.client.download("beamline", "raw/missing.png", tmp_path / "missing")
+
+    alice.client.update_collection(collection_id, public_read=True)
+    url = f"{alice.url}/v1/collections/{collection_id}/files/raw/image%201.png"
+    anonymous = httpx.get(url)
+    assert anonymous.status_code == 200
+    assert anonymous.content == payload
+    assert anonymous.headers["content-type"] == "image/png"
+    ranged = httpx.get(
+        f"{alice.url}/v1/collections/{collection_id}/files/raw/image%201.png",
+        headers={"Range": "bytes=10-19"},
+    )
+    assert ranged.status_code == 206
+    assert ranged.content == payload[10:20]
+    assert ranged.headers["content-range"] == f"bytes 10-19/{len(payload)}"

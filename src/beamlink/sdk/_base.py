@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -123,6 +124,39 @@ class BaseClient:
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Iterator[httpx.Response]:
+        """A streamed response (bytes or server-sent events) on its own connection; errors raised as ours."""
+        sent = dict(headers or {})
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            with (
+                httpx.Client(base_url=self.url, timeout=timeout or httpx.Timeout(10.0, read=60.0)) as http,
+                http.stream(method, path, params=clean, headers=sent) as response,
+            ):
+                if response.status_code >= 400:
+                    response.read()
+                    try:
+                        payload: Any = response.json()
+                    except ValueError:
+                        payload = response.text
+                    raise error_from_payload(response.status_code, payload)
+                yield response
+        except httpx.TransportError as exc:
+            raise ServiceUnreachable(
+                f"the stream from {self.url} broke ({exc.__class__.__name__})", details={"url": self.url}
+            ) from exc
 
     def _get_model(self, model: type[M], path: str, **params: Any) -> M:
         return model.model_validate(self.request("GET", path, params=params))

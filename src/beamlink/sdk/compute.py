@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from beamlink import serialize
-from beamlink.errors import ServiceUnreachable, TaskPending, error_from_payload
+from beamlink.errors import TaskPending
 from beamlink.protocol.compute import (
     TERMINAL_STATES,
     EndpointInfo,
@@ -224,34 +224,23 @@ class ComputeMixin(BaseClient):
         Runs until the caller stops iterating or ``stop`` is set (noticed within the service's 15 s
         keep-alive); raises ServiceUnreachable if the connection drops.
         """
-        headers = {"Accept": "text/event-stream"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         timeout = httpx.Timeout(10.0, read=60.0)  # the service sends a keep-alive every 15 s
-        try:
-            with (
-                httpx.Client(base_url=self.url, timeout=timeout) as http,
-                http.stream(
-                    "GET", "/v1/tasks/stream", params={"task_group_id": task_group_id}, headers=headers
-                ) as r,
-            ):
-                if r.status_code >= 400:
-                    r.read()
-                    raise error_from_payload(r.status_code, r.json())
-                event, data = "", []
-                for line in r.iter_lines():
-                    if stop is not None and stop.is_set():
-                        return
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].strip())
-                    elif not line:
-                        if event == "result" and data:
-                            yield TaskResult.model_validate(json.loads("\n".join(data)))
-                        event, data = "", []
-        except httpx.TransportError as exc:
-            raise ServiceUnreachable(
-                f"the result stream from {self.url} broke ({exc.__class__.__name__})",
-                details={"url": self.url},
-            ) from exc
+        with self.stream(
+            "GET",
+            "/v1/tasks/stream",
+            params={"task_group_id": task_group_id},
+            headers={"Accept": "text/event-stream"},
+            timeout=timeout,
+        ) as r:
+            event, data = "", []
+            for line in r.iter_lines():
+                if stop is not None and stop.is_set():
+                    return
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line:
+                    if event == "result" and data:
+                        yield TaskResult.model_validate(json.loads("\n".join(data)))
+                    event, data = "", []

@@ -5,8 +5,12 @@ Paths are root-relative, in wire form (names that are not UTF-8 arrive with ``\\
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import quote
+
+import httpx
 
 from beamlink.protocol.collections import (
     CollectionInfo,
@@ -117,6 +121,28 @@ class TransferMixin(BaseClient):
         return FileEntry.model_validate(
             self.request("POST", f"/v1/collections/{q(collection)}/rename", json=body)
         )
+
+    def download(
+        self,
+        collection: str,
+        path: str,
+        destination: str | os.PathLike[str],
+        *,
+        byte_range: tuple[int, int] | None = None,
+    ) -> int:
+        """Stream a file (or ``byte_range``: start, end exclusive) to ``destination``; returns its size."""
+        headers = {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"}
+        written = 0
+        url = f"/v1/collections/{q(collection)}/files/{quote(path.lstrip('/'), safe='/')}"
+        timeout = httpx.Timeout(10.0, read=120.0)
+        with (
+            self.stream("GET", url, headers=headers, timeout=timeout) as response,
+            open(destination, "wb") as out,
+        ):
+            for chunk in response.iter_bytes(1 << 20):
+                out.write(chunk)
+                written += len(chunk)
+        return written
 
     # -- transfer and delete tasks ----------------------------------------------------------------
 
