@@ -1,0 +1,129 @@
+"""Transfers lose nothing: an agent killed in the middle of a large file resumes from its last verified
+chunk (checked by content hash), and a transfer that finishes while the service is down is reported
+once, after the service restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from beamlink.protocol.transfers import TransferCreate, TransferItem
+from beamlink.sdk import Client
+from beamlink.service.launcher import ServiceProcess
+from e2e_helpers import Person
+
+pytestmark = pytest.mark.slow
+
+SIZE = 192 * 1024 * 1024
+SLOW_PULL = "same_host_copy: false\nchunk_size: 1 MiB\nconcurrency: 1\n"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def big_file(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(1 << 20)
+    with path.open("wb") as f:
+        for i in range(SIZE >> 20):
+            f.write(block[i:] + block[:i])  # every MiB different, cheaply
+    return sha256(path)
+
+
+def pid_of(person: Person, name: str) -> int:
+    return int((person.home / "collections" / name / "daemon.pid").read_text().split()[0])
+
+
+def test_an_agent_killed_mid_file_resumes_from_its_verified_chunks(
+    make_person: Callable[..., Person], tmp_path: Path
+) -> None:
+    source, destination = tmp_path / "instrument", tmp_path / "facility"
+    expected = big_file(source / "big.bin")
+    destination.mkdir()
+    alice = make_person("alice")
+    alice.configure_collection("instrument", source)
+    alice.configure_collection("facility", destination, extra=SLOW_PULL)
+    alice.start_collection("instrument")
+    alice.start_collection("facility")
+
+    task = alice.client.submit_transfer(
+        TransferCreate(
+            source="instrument",
+            destination="facility",
+            items=[TransferItem(source_path="big.bin", destination_path="big.bin")],
+        )
+    )
+    journal = destination / ".big.bin.beamlink-partial.jsonl"
+    deadline = time.monotonic() + 60
+    while not (journal.exists() and journal.read_text().count("\n") >= 8):
+        assert time.monotonic() < deadline, "the transfer never started writing chunks"
+        time.sleep(0.005)
+    os.kill(pid_of(alice, "facility"), signal.SIGKILL)
+    assert not (destination / "big.bin").exists()
+    verified = journal.read_text().count("\n") - 1  # the header line, then one line per verified chunk
+
+    alice.start_collection("facility")  # the next start cleans the stale pid file and resumes the job
+    final = alice.client.wait_transfer(task.id, timeout=120)
+    assert final.state == "SUCCEEDED", final.error
+    assert sha256(destination / "big.bin") == expected
+    assert final.counts.bytes_transferred <= SIZE - verified * (1 << 20)  # the resumed run skipped them
+    assert not journal.exists()
+
+
+def test_a_transfer_finished_while_the_service_was_down_is_reported_once(tmp_path: Path) -> None:
+    home = tmp_path / "site"
+    service = ServiceProcess(home).start()
+    client = Client(service.url, home=home)
+    person = Person(client.whoami().username, "", home, service.url, client)
+    source, destination = tmp_path / "instrument", tmp_path / "facility"
+    expected = big_file(source / "big.bin")
+    destination.mkdir()
+    try:
+        person.configure_collection("instrument", source)
+        person.configure_collection("facility", destination, extra=SLOW_PULL)
+        person.start_collection("instrument")
+        person.start_collection("facility")
+        task = client.submit_transfer(
+            TransferCreate(
+                source="instrument",
+                destination="facility",
+                items=[TransferItem(source_path="big.bin", destination_path="copy.bin")],
+            )
+        )
+        journal = destination / ".copy.bin.beamlink-partial.jsonl"
+        deadline = time.monotonic() + 60
+        while not journal.exists():
+            assert time.monotonic() < deadline, "the transfer never started"
+            time.sleep(0.005)
+        service.stop()  # the agents carry on; the outcome waits on disk until the service acknowledges it
+        deadline = time.monotonic() + 120
+        while not (destination / "copy.bin").exists():
+            assert time.monotonic() < deadline, "the transfer did not finish while the service was down"
+            time.sleep(0.1)
+        assert list((home / "collections" / "facility" / "transfers").glob("*.done.json"))
+        service.start()
+        final = client.wait_transfer(task.id, timeout=60)
+        assert final.state == "SUCCEEDED"
+        assert sha256(destination / "copy.bin") == expected
+        codes = [e.code for e in client.transfer_events(task.id)]
+        assert codes.count("SUCCEEDED") == 1
+        deadline = time.monotonic() + 10
+        while list((home / "collections" / "facility" / "transfers").glob("*.json")):
+            assert time.monotonic() < deadline, "the agent never forgot the acknowledged outcome"
+            time.sleep(0.1)
+    finally:
+        for name in ("instrument", "facility"):
+            person.cli("collection", "stop", name)
+        client.close()
+        service.stop()
