@@ -12,17 +12,18 @@ from fastapi import FastAPI
 
 import beamlink
 from beamlink.config import Settings, load_settings
+from beamlink.service import agent_rows
 from beamlink.service.api import agents, auth, clients, compute, groups, health, users
 from beamlink.service.api import collections as collections_api
 from beamlink.service.api import transfers as transfers_api
 from beamlink.service.api.errors import install_error_handlers
 from beamlink.service.api.middleware import RequestContextMiddleware
 from beamlink.service.bootstrap import prepare_database
-from beamlink.service.compute.endpoints import mark_all_disconnected
+from beamlink.service.compute.models import Endpoint
 from beamlink.service.compute.reaper import run_reaper
 from beamlink.service.db.engine import Database
 from beamlink.service.state import ServiceState
-from beamlink.service.transfer import collections
+from beamlink.service.transfer.models import Collection
 from beamlink.service.transfer.reaper import run_transfer_reaper
 
 __all__ = ["create_app"]
@@ -58,8 +59,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         state = ServiceState(settings=settings, db=database)
         state.hub.bind(asyncio.get_running_loop())
         with database.transaction() as session:
-            mark_all_disconnected(session)
-            collections.mark_all_disconnected(session)
+            for model in (Endpoint, Collection):
+                agent_rows.mark_all_disconnected(session, model)
         app.state.beamlink = state
         reapers = [asyncio.create_task(run_reaper(state)), asyncio.create_task(run_transfer_reaper(state))]
         log.info(

@@ -11,11 +11,12 @@ import anyio.to_thread
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from beamlink.protocol.agent import AGENT_HEADER, CLOSE_AUTH
-from beamlink.service.compute import endpoints
+from beamlink.service import agent_rows
 from beamlink.service.compute.gateway import AgentSession
+from beamlink.service.compute.models import Endpoint
 from beamlink.service.state import ServiceState
-from beamlink.service.transfer import collections
 from beamlink.service.transfer.gateway import CollectionSession
+from beamlink.service.transfer.models import Collection
 
 __all__ = ["router"]
 
@@ -26,9 +27,9 @@ router = APIRouter(tags=["agents"])
 def _authenticate(state: ServiceState, agent_id: str, secret: str) -> str | None:
     """The kind of agent ``agent_id`` is ("endpoint" or "collection") if the secret is its own."""
     with state.db.transaction() as session:
-        if endpoints.authenticate_agent(session, agent_id, secret) is not None:
+        if agent_rows.authenticate(session, Endpoint, agent_id, secret) is not None:
             return "endpoint"
-        if collections.authenticate_agent(session, agent_id, secret) is not None:
+        if agent_rows.authenticate(session, Collection, agent_id, secret) is not None:
             return "collection"
         return None
 

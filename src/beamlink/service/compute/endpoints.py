@@ -8,41 +8,32 @@ secret over, and the first one's next reconnect is refused.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from beamlink.errors import Conflict, NotFound, PermissionDenied
 from beamlink.protocol.agent import Hello
 from beamlink.protocol.compute import EndpointInfo, EndpointRegister, EndpointRegistered, Environment
+from beamlink.service import agent_rows
 from beamlink.service.auth import permissions
 from beamlink.service.auth.principal import Principal
-from beamlink.service.auth.tokens import hash_token
 from beamlink.service.compute.models import Endpoint
-from beamlink.service.db.base import utcnow
 
 __all__ = [
     "ENDPOINT_POLICY",
-    "authenticate_agent",
     "delete_endpoint",
     "endpoint_info",
     "endpoints_query",
     "get_endpoint",
-    "mark_all_disconnected",
     "mark_connected",
-    "mark_disconnected",
-    "record_heartbeat",
     "register_endpoint",
 ]
 
 ENDPOINT_POLICY = permissions.Policy(
     object_type="endpoint", implies={"viewer": frozenset(), "user": frozenset({"viewer"})}
 )
-AGENT_SECRET_PREFIX = "bla_"
 
 
 def find_endpoint(session: Session, principal: Principal | None, ref: str) -> Endpoint | None:
@@ -82,9 +73,7 @@ def _apply(endpoint: Endpoint, body: EndpointRegister) -> str:
     endpoint.environment = body.environment.model_dump() if body.environment else endpoint.environment
     endpoint.allowed_functions = body.allowed_functions
     endpoint.config = body.config
-    secret = AGENT_SECRET_PREFIX + secrets.token_urlsafe(32)
-    endpoint.secret_hash = hash_token(secret)
-    return secret
+    return agent_rows.issue_secret(endpoint)
 
 
 def register_endpoint(
@@ -136,61 +125,17 @@ def delete_endpoint(session: Session, principal: Principal, ref: str, *, force: 
     return endpoint
 
 
-def authenticate_agent(session: Session, endpoint_id: str, secret: str) -> Endpoint | None:
-    endpoint = session.get(Endpoint, endpoint_id)
-    if endpoint is None or endpoint.secret_hash is None:
-        return None
-    if not hmac.compare_digest(endpoint.secret_hash, hash_token(secret)):
-        return None
-    return endpoint
-
-
 def mark_connected(session: Session, endpoint: Endpoint, hello: Hello) -> datetime:
-    """Record a connection; returns its time, which identifies it to :func:`mark_disconnected`."""
-    now = utcnow()
-    endpoint.connected_at = now
-    endpoint.last_heartbeat = now
-    endpoint.disconnected_at = None
-    endpoint.host = hello.host
+    """Record a connection and what the agent reports of itself; returns the connection's time."""
     endpoint.engine = hello.engine
-    endpoint.agent_version = hello.agent_version
     endpoint.environment = hello.environment.model_dump()
     endpoint.allowed_functions = hello.allowed_functions
-    endpoint.stats = hello.stats
-    return now
-
-
-def mark_disconnected(session: Session, endpoint_id: str, connected_at: datetime) -> None:
-    """Record the end of the connection made at ``connected_at`` (not of a newer one that replaced it)."""
-    endpoint = session.get(Endpoint, endpoint_id)
-    if endpoint is not None and endpoint.disconnected_at is None and endpoint.connected_at == connected_at:
-        endpoint.disconnected_at = utcnow()
-
-
-def mark_all_disconnected(session: Session) -> int:
-    """At service start: no agent is connected to a process that just started."""
-    result = session.execute(
-        update(Endpoint)
-        .where(Endpoint.connected_at.is_not(None), Endpoint.disconnected_at.is_(None))
-        .values(disconnected_at=utcnow())
+    return agent_rows.mark_connected(
+        endpoint, host=hello.host, agent_version=hello.agent_version, stats=hello.stats
     )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def record_heartbeat(session: Session, endpoint_id: str, stats: dict[str, Any]) -> None:
-    endpoint = session.get(Endpoint, endpoint_id)
-    if endpoint is not None:
-        endpoint.last_heartbeat = utcnow()
-        endpoint.stats = stats
 
 
 def endpoint_info(endpoint: Endpoint) -> EndpointInfo:
-    if endpoint.online:
-        status = "online"
-    elif endpoint.connected_at is None:
-        status = "never-connected"
-    else:
-        status = "offline"
     return EndpointInfo(
         id=endpoint.id,
         name=endpoint.name,
@@ -198,7 +143,7 @@ def endpoint_info(endpoint: Endpoint) -> EndpointInfo:
         owner_id=endpoint.owner_id,
         owner=endpoint.owner.username,
         created_at=endpoint.created_at,
-        status=status,
+        status=endpoint.status,
         connected_at=endpoint.connected_at,
         last_heartbeat=endpoint.last_heartbeat,
         disconnected_at=endpoint.disconnected_at,

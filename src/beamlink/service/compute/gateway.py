@@ -34,6 +34,7 @@ from beamlink.protocol.agent import (
     encode,
 )
 from beamlink.protocol.compute import TaskResult
+from beamlink.service import agent_rows
 from beamlink.service.compute import endpoints, tasks
 from beamlink.service.compute.models import Endpoint
 from beamlink.service.state import ServiceState
@@ -175,7 +176,7 @@ class AgentSession:
         self.wake()
 
     async def _on_heartbeat(self, message: Heartbeat) -> None:
-        await self._db(lambda s: endpoints.record_heartbeat(s, self.endpoint_id, message.stats))
+        await self._db(lambda s: agent_rows.record_heartbeat(s, Endpoint, self.endpoint_id, message.stats))
 
     async def _on_ack(self, message: TaskAck) -> None:
         await self._db(lambda s: tasks.mark_acked(s, self.endpoint_id, message.task_ids))
@@ -235,5 +236,7 @@ class AgentSession:
             self._dispatcher.cancel()
         connected_at = self.connected_at
         if self.state.hub.detach(self) and connected_at is not None:
-            await self._db(lambda s: endpoints.mark_disconnected(s, self.endpoint_id, connected_at))
+            await self._db(
+                lambda s: agent_rows.mark_disconnected(s, Endpoint, self.endpoint_id, connected_at)
+            )
             log.info("endpoint %s disconnected", self.endpoint_id)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from beamlink.service.agent_rows import AgentRow
 from beamlink.service.auth.models import User
 from beamlink.service.db.base import Base, UTCDateTime, created_column, id_column
 
@@ -33,7 +34,7 @@ class Function(Base):
     owner: Mapped[User] = relationship(lazy="joined")
 
 
-class Endpoint(Base):
+class Endpoint(AgentRow, Base):
     """A compute agent as the service knows it. ``connected_at`` set and ``disconnected_at`` null means an
     agent is connected now (reset at service start: connections do not survive a restart)."""
 
@@ -44,24 +45,13 @@ class Endpoint(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
-    secret_hash: Mapped[str | None] = mapped_column(String(64))
-    host: Mapped[str | None] = mapped_column(String(255))
     engine: Mapped[str | None] = mapped_column(String(32))
-    agent_version: Mapped[str | None] = mapped_column(String(64))
     environment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     allowed_functions: Mapped[list[str] | None] = mapped_column(JSON)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
-    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
-    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = created_column()
 
     owner: Mapped[User] = relationship(lazy="joined")
-
-    @property
-    def online(self) -> bool:
-        return self.connected_at is not None and self.disconnected_at is None
 
 
 class Task(Base):

@@ -11,17 +11,15 @@ downloads images through it).
 
 from __future__ import annotations
 
-import hmac
 import posixpath
 import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from beamlink.errors import Conflict, InvalidInput, NotFound, PathOutsideCollection, PermissionDenied
-from beamlink.protocol.agent import Heartbeat
 from beamlink.protocol.collections import (
     CollectionHello,
     CollectionInfo,
@@ -31,29 +29,24 @@ from beamlink.protocol.collections import (
     RuleCreate,
     RuleInfo,
 )
+from beamlink.service import agent_rows
 from beamlink.service.auth import permissions
 from beamlink.service.auth.grants import resolve_principal
 from beamlink.service.auth.models import Group, User
 from beamlink.service.auth.principal import Principal
-from beamlink.service.auth.tokens import hash_token
-from beamlink.service.db.base import utcnow
 from beamlink.service.transfer.models import Collection, CollectionRule
 
 __all__ = [
     "COLLECTION_POLICY",
     "add_rule",
-    "authenticate_agent",
     "collection_info",
     "collections_query",
     "delete_collection",
     "delete_rule",
     "get_collection",
     "list_rules",
-    "mark_all_disconnected",
     "mark_connected",
-    "mark_disconnected",
     "normalize_path",
-    "record_heartbeat",
     "register_collection",
     "registered_info",
     "update_collection",
@@ -63,7 +56,6 @@ COLLECTION_POLICY = permissions.Policy(
     object_type="collection",
     implies={"viewer": frozenset(), "reader": frozenset({"viewer"}), "writer": frozenset({"reader"})},
 )
-AGENT_SECRET_PREFIX = "bla_"
 _RULE_ROLE = {"read": "reader", "read-write": "writer"}
 
 
@@ -191,8 +183,7 @@ def register_collection(
     collection.host = body.host
     collection.root_path = body.root_path
     collection.config = body.config
-    secret = AGENT_SECRET_PREFIX + secrets.token_urlsafe(32)
-    collection.secret_hash = hash_token(secret)
+    secret = agent_rows.issue_secret(collection)
     session.flush()
     return collection, secret
 
@@ -298,62 +289,17 @@ def delete_rule(session: Session, principal: Principal, ref: str, rule_id: str) 
 # -- the agent ---------------------------------------------------------------------------------------
 
 
-def authenticate_agent(session: Session, collection_id: str, secret: str) -> Collection | None:
-    collection = session.get(Collection, collection_id)
-    if collection is None or collection.secret_hash is None:
-        return None
-    if not hmac.compare_digest(collection.secret_hash, hash_token(secret)):
-        return None
-    return collection
-
-
 def mark_connected(session: Session, collection: Collection, hello: CollectionHello) -> datetime:
-    now = utcnow()
-    collection.connected_at = now
-    collection.last_heartbeat = now
-    collection.disconnected_at = None
-    collection.host = hello.host
+    """Record a connection and what the agent reports of itself; returns the connection's time."""
     collection.root_path = hello.root_path
     collection.data_url = hello.data_url
     collection.checksum_algorithm = hello.checksum_algorithm
-    collection.agent_version = hello.agent_version
-    collection.stats = hello.stats
-    return now
-
-
-def mark_disconnected(session: Session, collection_id: str, connected_at: datetime) -> None:
-    collection = session.get(Collection, collection_id)
-    if (
-        collection is not None
-        and collection.disconnected_at is None
-        and collection.connected_at == connected_at
-    ):
-        collection.disconnected_at = utcnow()
-
-
-def mark_all_disconnected(session: Session) -> int:
-    result = session.execute(
-        update(Collection)
-        .where(Collection.connected_at.is_not(None), Collection.disconnected_at.is_(None))
-        .values(disconnected_at=utcnow())
+    return agent_rows.mark_connected(
+        collection, host=hello.host, agent_version=hello.agent_version, stats=hello.stats
     )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def record_heartbeat(session: Session, collection_id: str, message: Heartbeat) -> None:
-    collection = session.get(Collection, collection_id)
-    if collection is not None:
-        collection.last_heartbeat = utcnow()
-        collection.stats = message.stats
 
 
 def collection_info(collection: Collection) -> CollectionInfo:
-    if collection.online:
-        status = "online"
-    elif collection.connected_at is None:
-        status = "never-connected"
-    else:
-        status = "offline"
     return CollectionInfo(
         id=collection.id,
         name=collection.name,
@@ -361,7 +307,7 @@ def collection_info(collection: Collection) -> CollectionInfo:
         owner_id=collection.owner_id,
         owner=collection.owner.username,
         created_at=collection.created_at,
-        status=status,
+        status=collection.status,
         connected_at=collection.connected_at,
         last_heartbeat=collection.last_heartbeat,
         disconnected_at=collection.disconnected_at,

@@ -31,6 +31,7 @@ from beamlink.protocol.transfers import (
     TransferEvents,
     TransferProgress,
 )
+from beamlink.service import agent_rows
 from beamlink.service.state import ServiceState
 from beamlink.service.transfer import collections, transfers
 from beamlink.service.transfer.models import Collection
@@ -121,7 +122,9 @@ class CollectionSession:
         if isinstance(message, CollectionHello):
             await self._on_hello(message)
         elif isinstance(message, Heartbeat):
-            await self._db(lambda s: collections.record_heartbeat(s, self.collection_id, message))
+            await self._db(
+                lambda s: agent_rows.record_heartbeat(s, Collection, self.collection_id, message.stats)
+            )
         elif isinstance(message, OpResult):
             self.state.collections.resolve(message)
         elif isinstance(message, TransferProgress):
@@ -172,6 +175,8 @@ class CollectionSession:
         self._closed = True
         connected_at = self.connected_at
         if self.state.collections.detach(self) and connected_at is not None:
-            await self._db(lambda s: collections.mark_disconnected(s, self.collection_id, connected_at))
+            await self._db(
+                lambda s: agent_rows.mark_disconnected(s, Collection, self.collection_id, connected_at)
+            )
             await self._refresh()
             log.info("collection %s disconnected", self.collection_id)

@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from beamlink.service.agent_rows import AgentRow
 from beamlink.service.auth.models import User
 from beamlink.service.db.base import Base, UTCDateTime, created_column, id_column
 
 __all__ = ["Collection", "CollectionRule", "Transfer", "TransferEventRow"]
 
 
-class Collection(Base):
+class Collection(AgentRow, Base):
     """A data agent serving one root directory, as the service knows it.
 
     ``data_key`` signs the short-lived data-plane tokens its agent verifies; unlike the agent secret it
@@ -29,26 +30,15 @@ class Collection(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
-    secret_hash: Mapped[str | None] = mapped_column(String(64))
     data_key: Mapped[str] = mapped_column(String(64), nullable=False)
-    host: Mapped[str | None] = mapped_column(String(255))
     root_path: Mapped[str | None] = mapped_column(Text)
     data_url: Mapped[str | None] = mapped_column(Text)
     checksum_algorithm: Mapped[str | None] = mapped_column(String(16))
     public_read: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
-    agent_version: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
-    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
-    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = created_column()
 
     owner: Mapped[User] = relationship(lazy="joined")
-
-    @property
-    def online(self) -> bool:
-        return self.connected_at is not None and self.disconnected_at is None
 
 
 class CollectionRule(Base):
