@@ -76,6 +76,7 @@ __all__ = [
     "report_failed",
     "report_ready",
     "run_until_stopped",
+    "serve_gateway",
     "spawn_daemon",
     "stop_daemon",
     "tail_log",
@@ -1102,6 +1103,48 @@ class GatewayClient:
 
 
 # -- the foreground daemon's event loop -----------------------------------------------------------------
+
+
+async def serve_gateway(
+    gateway: GatewayClient,
+    welcomed: asyncio.Event,
+    stop: asyncio.Event,
+    *,
+    profile: AgentProfile,
+    agent_id: str,
+    detached: bool,
+    background: list[asyncio.Task[Any]],
+    before_disconnect: Callable[[], Awaitable[None]],
+) -> None:
+    """The life of an agent's connection, the same for endpoints and collections.
+
+    Runs the gateway until ``stop`` is set (or the service refuses the agent, which is raised). Reports
+    ready to the spawning command once welcomed, or after 10 s of trying (the service may come later).
+    On the way out ``before_disconnect`` runs while the connection is still open (a goodbye, unfinished
+    work handed back), then the gateway and the ``background`` tasks stop.
+    """
+    gateway_stop = asyncio.Event()  # its own: on shutdown the connection outlives ``stop``
+    running = asyncio.create_task(gateway.run(gateway_stop))
+    try:
+        waiting = asyncio.create_task(welcomed.wait())
+        await asyncio.wait({waiting, running}, timeout=10.0, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if running.done():
+            running.result()  # AgentRejected and friends surface here
+        if detached:
+            report_ready(profile, **{f"{profile.kind}_id": agent_id, "connected": welcomed.is_set()})
+        log.info("%s %s is running (pid file %s)", profile.kind, agent_id, profile.pid_path)
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if running.done():
+            running.result()
+    finally:
+        await before_disconnect()
+        gateway_stop.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(running, *background, return_exceptions=True)
 
 
 def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -23,7 +23,7 @@ from beamlink.agents.collection.config import CollectionConfig
 from beamlink.agents.collection.dataserver import DataServer
 from beamlink.agents.collection.jobs import JobRunner
 from beamlink.agents.collection.paths import CollectionRoot, from_wire
-from beamlink.agents.daemon import AgentProfile, GatewayClient, PidFile, report_ready
+from beamlink.agents.daemon import AgentProfile, GatewayClient, PidFile, serve_gateway
 from beamlink.errors import BeamlinkError
 from beamlink.protocol.agent import AGENT_HEADER, Heartbeat, encode
 from beamlink.protocol.collections import (
@@ -196,32 +196,22 @@ class CollectionAgent:
         background: list[asyncio.Task[Any]] = []
         if pid_file is not None:
             background.append(asyncio.create_task(pid_file.keep_fresh(stop)))
-        gateway_stop = asyncio.Event()
-        gateway = asyncio.create_task(self.gateway.run(gateway_stop))
-        try:
-            welcomed = asyncio.create_task(self._welcomed.wait())
-            await asyncio.wait({welcomed, gateway}, timeout=10.0, return_when=asyncio.FIRST_COMPLETED)
-            welcomed.cancel()
-            if gateway.done():
-                gateway.result()
-            if detached:
-                report_ready(
-                    self.profile, collection_id=self.collection_id, connected=self._welcomed.is_set()
-                )
-            log.info("collection %s is running (pid file %s)", self.collection_id, self.profile.pid_path)
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if gateway.done():
-                gateway.result()
-        finally:
+
+        async def before_disconnect() -> None:
             await self.jobs.stop()
             await self.data_server.stop()
             for task in list(self._operations):
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(task, 5.0)  # let an answer in flight go out
-            gateway_stop.set()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(gateway, *background, return_exceptions=True)
-            log.info("collection %s stopped", self.collection_id)
+
+        await serve_gateway(
+            self.gateway,
+            self._welcomed,
+            stop,
+            profile=self.profile,
+            agent_id=self.collection_id,
+            detached=detached,
+            background=background,
+            before_disconnect=before_disconnect,
+        )
+        log.info("collection %s stopped", self.collection_id)

@@ -19,7 +19,7 @@ import anyio.to_thread
 
 import beamlink
 from beamlink import errors, serialize
-from beamlink.agents.daemon import AgentProfile, GatewayClient, PidFile, report_ready
+from beamlink.agents.daemon import AgentProfile, GatewayClient, PidFile, serve_gateway
 from beamlink.agents.endpoint.config import EndpointConfig, build_engine
 from beamlink.agents.endpoint.engines.base import Engine, Job, failed
 from beamlink.agents.endpoint.runner import check_environment
@@ -276,31 +276,22 @@ class EndpointAgent:
         ]
         if pid_file is not None:
             background.append(asyncio.create_task(pid_file.keep_fresh(stop)))
-        # The gateway has its own stop: on shutdown it must stay open until the goodbye is sent.
-        gateway_stop = asyncio.Event()
-        gateway = asyncio.create_task(self.gateway.run(gateway_stop))
-        try:
-            # Ready once connected (or after a few seconds of trying: the service may come later).
-            welcomed = asyncio.create_task(self._welcomed.wait())
-            await asyncio.wait({welcomed, gateway}, timeout=10.0, return_when=asyncio.FIRST_COMPLETED)
-            welcomed.cancel()
-            if gateway.done():
-                gateway.result()  # AgentRejected and friends surface here
-            if detached:
-                report_ready(self.profile, endpoint_id=self.endpoint_id, connected=self._welcomed.is_set())
-            log.info("endpoint %s is running (pid file %s)", self.endpoint_id, self.profile.pid_path)
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if gateway.done():
-                gateway.result()
-        finally:
-            returned = await anyio.to_thread.run_sync(engine.shutdown)
+        returned: list[str] = []
+
+        async def before_disconnect() -> None:
+            returned.extend(await anyio.to_thread.run_sync(engine.shutdown))
             await self._flush()
             if self.gateway.connected:
                 await self.gateway.send(encode(Goodbye(returned_task_ids=returned)))
-            gateway_stop.set()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(gateway, *background, return_exceptions=True)
-            log.info("endpoint %s stopped (%d task(s) handed back)", self.endpoint_id, len(returned))
+
+        await serve_gateway(
+            self.gateway,
+            self._welcomed,
+            stop,
+            profile=self.profile,
+            agent_id=self.endpoint_id,
+            detached=detached,
+            background=background,
+            before_disconnect=before_disconnect,
+        )
+        log.info("endpoint %s stopped (%d task(s) handed back)", self.endpoint_id, len(returned))
