@@ -10,8 +10,9 @@ Routes (``{path}`` is a collection path in wire form, URL-quoted; ``""`` is the 
     POST /v1/batch   {"paths": [...], "digest": ALG|null}  many small files in one response (below)
 
 File responses carry ``ETag: "<size hex>-<mtime_ns hex>"`` (a changed source shows as a changed tag),
-``X-Beamlink-Mtime`` (the float st_mtime the walk reports) and, with ``?digest=ALG``, ``X-Beamlink-Digest``:
-the digest of exactly the bytes of this response, computed by the server before it sends them.
+``X-Beamlink-Mtime`` (the float st_mtime the walk reports). With ``?digest=ALG`` the server hashes the
+bytes as it sends them and keeps the digest for a while: the checksum of that very range, asked right
+after, is answered from memory (verification without reading the source twice).
 
 A batch response is a sequence of frames, one per requested path, in request order: a JSON header line,
 then exactly ``size`` raw bytes. A path that cannot be read has ``error`` (the usual error body) and no
@@ -37,7 +38,6 @@ __all__ = [
     "BATCH_MAX_BYTES",
     "BATCH_MAX_FILE",
     "BATCH_MAX_PATHS",
-    "DIGEST_HEADER",
     "MTIME_HEADER",
     "decode_info",
     "encode_info",
@@ -46,7 +46,6 @@ __all__ = [
     "url_path",
 ]
 
-DIGEST_HEADER = "x-beamlink-digest"
 MTIME_HEADER = "x-beamlink-mtime"
 
 BATCH_MAX_PATHS = 10_000

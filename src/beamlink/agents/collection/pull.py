@@ -42,7 +42,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from beamlink.agents.collection.checksums import DEFAULT_ALGORITHM, AlgorithmName, check_algorithm, hash_file
+from beamlink.agents.collection.checksums import (
+    DEFAULT_ALGORITHM,
+    AlgorithmName,
+    check_algorithm,
+    hash_bytes,
+    hash_file,
+)
 from beamlink.agents.collection.chunk_sink import ChunkSink
 from beamlink.agents.collection.config import DEFAULT_CHUNK_SIZE
 from beamlink.agents.collection.fsops import delete, make_directory, walk
@@ -63,8 +69,8 @@ from beamlink.agents.collection.plan import (
     plan_sync,
     settle_checksum,
 )
+from beamlink.agents.collection.small_files import DirectoryCache, read_file, write_small
 from beamlink.agents.collection.sources import (
-    BatchFile,
     EitherFlag,
     LocalSource,
     RetryPolicy,
@@ -328,6 +334,8 @@ class _Pull:
         self._batch: list[_FileJob] = []
         self._batch_bytes = 0
         self._local = threading.local()
+        self._destination_dirs = DirectoryCache(local)
+        self._source_dirs = DirectoryCache(source.root if isinstance(source, LocalSource) else local)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._slots = asyncio.Semaphore(spec.concurrency)
@@ -365,23 +373,25 @@ class _Pull:
     async def _watch(self) -> None:
         """Reports progress every period and turns cancel and the deadline into a stop."""
         last: Progress | None = None
+        deadline = self.spec.deadline
         cancelled = asyncio.ensure_future(self.cancel.wait())
         try:
             while True:
-                timeout = self.progress_period
-                if self.spec.deadline is not None:
-                    timeout = max(0.0, min(timeout, self.spec.deadline - time.time()))
-                await asyncio.wait([cancelled], timeout=timeout)
-                if cancelled.done():
-                    self._stop(EventCode.CANCELLED)
-                if self.spec.deadline is not None and time.time() >= self.spec.deadline:
-                    self._stop(EventCode.DEADLINE_EXCEEDED)
+                if self.stopping.is_set():
+                    await asyncio.sleep(self.progress_period)  # only progress left to report
+                else:
+                    timeout = self.progress_period
+                    if deadline is not None:
+                        timeout = max(0.0, min(timeout, deadline - time.time()))
+                    await asyncio.wait([cancelled], timeout=timeout)
+                    if cancelled.done():
+                        self._stop(EventCode.CANCELLED)
+                    elif deadline is not None and time.time() >= deadline:
+                        self._stop(EventCode.DEADLINE_EXCEEDED)
                 now = self.counters.snapshot()
                 if now != last and self.on_progress is not None:
                     self.on_progress(now)
                 last = now
-                if self.stopping.is_set() and cancelled.done():
-                    await asyncio.sleep(self.progress_period)
         finally:
             cancelled.cancel()
 
@@ -485,7 +495,7 @@ class _Pull:
                 retry += 1
                 if not is_transient(exc) or retry >= self.retry.attempts:
                     raise
-                self._retry_wait(path, exc, retry)
+                self._retry_wait(exc, retry, path=path)
 
     def _plan_step(self, plan: Iterator[Action], src: str, dst: str) -> tuple[list[Action], bool]:
         """Advance the plan (in a worker thread: it walks both sides): do directories and deletions at
@@ -512,7 +522,7 @@ class _Pull:
                 if isinstance(action, Copy):
                     self.counters.add(files_planned=1, bytes_planned=action.size)
                 work.append(action)
-            if count >= _PLAN_STEP or len(work) >= _PLAN_STEP or self.stopping.is_set():
+            if count >= _PLAN_STEP or self.stopping.is_set():
                 return work, False
         return work, True
 
@@ -556,7 +566,7 @@ class _Pull:
             await self._spawn(self._compare(job))
         elif isinstance(action, Copy):
             job = _FileJob(_join(src, action.path), _join(dst, action.path), action.size, action.mtime or 0.0)
-            if self.remote and action.size <= SMALL_FILE:
+            if action.size <= SMALL_FILE:
                 self._batch.append(job)
                 self._batch_bytes += action.size
                 if len(self._batch) >= _BATCH_FILES or self._batch_bytes >= _BATCH_BYTES:
@@ -567,7 +577,10 @@ class _Pull:
     async def _flush_batch(self) -> None:
         if self._batch and not self.stopping.is_set():
             jobs, self._batch, self._batch_bytes = self._batch, [], 0
-            await self._spawn(self._run_slot(self._fetch_batch, jobs))
+            if isinstance(self.source, LocalSource):
+                await self._spawn(self._run_slot(self._copy_batch_local, jobs))
+            else:
+                await self._spawn(self._run_slot(self._fetch_batch, jobs))
 
     async def _spawn(self, work: Any) -> None:
         """Start a file task, first waiting while too many are under way (memory stays O(concurrency))."""
@@ -601,6 +614,9 @@ class _Pull:
     async def _compare(self, job: _FileJob) -> None:
         try:
             same = await self._run_slot(self._same_checksum, job)
+        except _AtDestination as failed:
+            self._fault(job.dest, job.source, failed.error)
+            return
         except BeamlinkError as exc:
             self._source_error(job.dest, job.source, exc)
             return
@@ -613,7 +629,10 @@ class _Pull:
     def _same_checksum(self, job: _FileJob) -> bool:
         algorithm = self.spec.checksum_algorithm
         theirs = self._retrying(job.source, self.source.checksum, job.source, algorithm)
-        ours = hash_file(self.local.resolve(job.dest), algorithm)
+        try:
+            ours = hash_file(self._destination(job.dest), algorithm)
+        except OSError as exc:
+            raise _at_destination(os_error(exc, job.dest), job.dest) from None
         action = CompareChecksum(job.dest, job.size, job.mtime)
         return isinstance(settle_checksum(action, theirs, ours), Skip)
 
@@ -680,7 +699,7 @@ class _Pull:
             )
         except OSError as exc:
             # copy_local lets the OS errors of its own calls through; the file name says which side.
-            if exc.filename is not None and os.fsdecode(exc.filename) != str(destination):
+            if exc.filename is not None and os.fsdecode(exc.filename) == str(source.root.resolve(job.source)):
                 raise os_error(exc, job.source) from None
             raise _at_destination(os_error(exc, job.dest), job.dest) from None
         except (DestinationNotWritable, NotFound, Conflict) as exc:
@@ -694,8 +713,9 @@ class _Pull:
         partial = await self._call(self._open_partial, job)
         try:
             missing = partial.next_missing_chunks()
-            resumed = sum(partial.chunk_range(i)[1] for i in partial.chunk_digests)
-            self.counters.add(bytes_resumed=resumed)
+            if job.sent_again == 0:  # later attempts find this run's own chunks, not an earlier run's
+                resumed = sum(partial.chunk_range(i)[1] for i in partial.chunk_digests)
+                self.counters.add(bytes_resumed=resumed)
             abort = threading.Event()
             chunks = [asyncio.ensure_future(self._chunk(partial, index, job, abort)) for index in missing]
             try:
@@ -769,7 +789,12 @@ class _Pull:
                         f"{quoted(job.source)} changed at the source since it was listed",
                         details={"path": to_wire(job.source)},
                     )
-                sink.finish(reply.digest)
+                expected = None
+                if verify:  # the server kept the digest of what it just sent: no second read there
+                    expected = self.source.checksum(
+                        job.source, self.spec.checksum_algorithm, start=offset, length=length
+                    )
+                sink.finish(expected)
                 return
             except OSError as exc:  # writing the partial file
                 raise _at_destination(os_error(exc, job.dest), job.dest) from None
@@ -777,21 +802,30 @@ class _Pull:
                 retry += 1
                 if not is_transient(exc) or retry >= self.retry.attempts:
                     raise
-                self._retry_wait(job.source, exc, retry, stop)
+                self._retry_wait(exc, retry, path=job.source, stop=stop)
 
     def _fetch_batch(self, jobs: list[_FileJob]) -> None:
         """Small files, many per request (a worker thread); the rest of a broken batch is asked again."""
         assert isinstance(self.source, SourceClient)
-        digest = self.spec.checksum_algorithm if self.spec.verify_checksum else None
+        algorithm = self.spec.checksum_algorithm
         pending = list(jobs)
         retry = 0
         while pending and not self.stopping.is_set():
             again: list[_FileJob] = []
             done = 0
             try:
-                for item in self.source.read_batch([job.source for job in pending], digest=digest):
-                    self._write_small(pending[done], item, again)
+                names = [job.source for job in pending]
+                for item in self.source.read_batch(
+                    names, digest=algorithm if self.spec.verify_checksum else None
+                ):
+                    job = pending[done]
                     done += 1
+                    if item.error is not None:
+                        self._source_error(job.dest, job.source, item.error)
+                        continue
+                    expected = (algorithm, item.digest) if item.digest else None
+                    if self._publish_small(job, item.data, item.mtime, expected):
+                        again.append(job)
                 pending = again
             except BeamlinkError as exc:
                 retry += 1
@@ -799,38 +833,59 @@ class _Pull:
                     for job in pending[done:] + again:
                         self._source_error(job.dest, job.source, exc)
                     return
-                self._retry_wait(f"a batch of {len(pending) - done} files", exc, retry, self.stopping)
+                self._retry_wait(exc, retry, what=f"a batch of {len(pending) - done} small files")
                 pending = pending[done:] + again
 
-    def _write_small(self, job: _FileJob, item: BatchFile, again: list[_FileJob]) -> None:
-        if item.error is not None:
-            self._source_error(job.dest, job.source, item.error)
-            return
+    def _copy_batch_local(self, jobs: list[_FileJob]) -> None:
+        """Small files on this host, one after the other in this worker thread (a thread hop per file
+        would cost more than copying it)."""
+        algorithm = self.spec.checksum_algorithm
+        for job in jobs:
+            while not self.stopping.is_set():
+                try:
+                    fd, st = self._source_dirs.open_file(job.source)
+                    try:
+                        if st.st_size > _BATCH_BYTES:  # grew since the listing: not small any more
+                            raise SourceChanged(
+                                f"{quoted(job.source)} grew from {job.size} to {st.st_size} bytes since it "
+                                "was listed; transfer it again",
+                                details={"path": to_wire(job.source)},
+                            )
+                        data = read_file(fd, st.st_size, job.source)
+                    finally:
+                        os.close(fd)
+                except SourceChanged as exc:
+                    self._fault(job.dest, job.source, exc)
+                    break
+                except BeamlinkError as exc:
+                    self._source_error(job.dest, job.source, exc)
+                    break
+                except OSError as exc:
+                    self._source_error(job.dest, job.source, os_error(exc, job.source))
+                    break
+                expected = (algorithm, hash_bytes(data, algorithm)) if self.spec.verify_checksum else None
+                if not self._publish_small(job, data, st.st_mtime, expected):
+                    break
+
+    def _publish_small(
+        self, job: _FileJob, data: bytes, mtime: float, expected: tuple[str, str] | None
+    ) -> bool:
+        """Write a small file; True when it must be sent again (its checksum did not match)."""
         try:
-            with PartialWrite(
-                self._destination(job.dest),
-                size=item.size,
-                source_mtime=item.mtime,
-                chunk_size=max(self.spec.chunk_size, item.size),
-                algorithm=self.spec.checksum_algorithm,
-            ) as partial:
-                if item.size:
-                    partial.write_chunk(0, item.data, item.digest)
-                partial.commit(preserve_mtime=self.spec.preserve_timestamps)
+            destination = self._destination_dirs.locate(job.dest)
+            write_small(
+                destination, data, mtime=mtime if self.spec.preserve_timestamps else None, expected=expected
+            )
         except ChecksumMismatch as exc:
-            if self._send_again(job, exc):
-                again.append(job)
-            return
-        except _AtDestination as failed:
-            self._fault(job.dest, job.source, failed.error)
-            return
+            return self._send_again(job, exc)
         except BeamlinkError as exc:
             self._fault(job.dest, job.source, _at_destination(exc, job.dest).error)
-            return
+            return False
         except OSError as exc:
             self._fault(job.dest, job.source, _at_destination(os_error(exc, job.dest), job.dest).error)
-            return
-        self.counters.add(files=1, bytes_transferred=item.size)
+            return False
+        self.counters.add(files=1, bytes_transferred=len(data))
+        return False
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -858,15 +913,24 @@ class _Pull:
                 retry += 1
                 if not is_transient(exc) or retry >= self.retry.attempts:
                     raise
-                self._retry_wait(what, exc, retry)
+                self._retry_wait(exc, retry, path=what)
 
-    def _retry_wait(self, what: str, exc: BeamlinkError, retry: int, stop: StopFlag | None = None) -> None:
+    def _retry_wait(
+        self,
+        exc: BeamlinkError,
+        retry: int,
+        *,
+        path: str | None = None,
+        what: str | None = None,
+        stop: StopFlag | None = None,
+    ) -> None:
+        """Report a transient error and wait out the backoff; TransferStopped if stopped meanwhile."""
         delay = self.retry.delay(retry)
         self.counters.add(retried=1)
         self._emit(
             EventCode.RETRY,
-            f"{what}: {exc.message}; retrying in {delay:.1f} s (retry {retry})",
-            path=to_wire(what),
+            f"{what or quoted(path or '')}: {exc.message}; retrying in {delay:.1f} s (retry {retry})",
+            details={} if path is None else {"path": to_wire(path)},
             error_code=exc.code,
             attempt=retry + 1,
             delay=delay,
@@ -899,7 +963,9 @@ class _Pull:
         self._fault(dest, source, exc)
 
     def _fault(self, dest: str, source: str, exc: BeamlinkError, *, note: str = "") -> None:
-        message = f"{quoted(dest)}: {exc.message}{note}" if dest else exc.message + note
+        shown = quoted(dest)
+        named = not dest or exc.message.startswith(shown) or f" {shown}" in exc.message
+        message = (exc.message if named else f"{shown}: {exc.message}") + note
         fault = Fault(to_wire(dest), to_wire(source), exc.code, message)
         with self._fault_lock:
             self._fault_count += 1

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 from beamlink.agents.collection.checksums import hash_file
 from beamlink.agents.collection.datawire import (
-    DIGEST_HEADER,
     MTIME_HEADER,
     decode_info,
     error_from_body,
@@ -100,8 +99,6 @@ class RangeReply:
     """The whole file's size."""
     etag: str
     mtime: float
-    digest: str | None
-    """The server's digest of exactly the bytes sent (when one was asked for)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +171,9 @@ class SourceClient:
     ) -> RangeReply:
         """Stream bytes ``offset`` to ``offset + length`` of ``path`` through ``sink``, ``buffer`` at a time.
 
-        ``digest`` names an algorithm: the server then hashes the range before sending and the reply
-        carries its digest. TransferStopped once ``stop`` is set (checked between pieces).
+        ``digest`` names an algorithm: the server hashes the range as it sends it and remembers the
+        digest, so a :meth:`checksum` of this range right after costs it nothing. TransferStopped once
+        ``stop`` is set (checked between pieces).
         """
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         target = url_path("files", path) + (f"?digest={digest}" if digest else "")
@@ -200,7 +198,6 @@ class SourceClient:
                 size=size,
                 etag=response.headers.get("etag", ""),
                 mtime=float(response.headers.get(MTIME_HEADER, "0")),
-                digest=response.headers.get(DIGEST_HEADER),
             )
 
     def read_batch(self, paths: list[str], *, digest: str | None = None) -> Iterator[BatchFile]:

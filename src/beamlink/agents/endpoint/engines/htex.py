@@ -264,13 +264,22 @@ class ParslEngine(Engine):
         with self._lock:
             if self._live.get(task_id) is entry:
                 del self._live[task_id]
+        error = future.exception()
+        if error is None and not entry.cancel_requested:
+            # The common case, kept to one file operation: the outcome carries its start time, and
+            # nothing was killed (a killed worker returns no result).
+            outcome = TaskOutcome.model_validate(future.result())
+            if entry.started_at is None:
+                self._mark_started(entry, outcome.started_at or datetime.now(UTC))
+            (self.control_dir / STARTED / task_id).unlink(missing_ok=True)
+            self._report(entry, outcome)
+            return
         reason = self._killed_reason(task_id)
         if entry.started_at is None and (info := self._started_info(task_id)) is not None:
             # Shorter than a look at the control directory: the started event still comes first.
             self._mark_started(entry, datetime.fromtimestamp(float(info.get("at", time.time())), UTC))
         for name in (CANCEL, KILLED, STARTED):
             (self.control_dir / name / task_id).unlink(missing_ok=True)
-        error = future.exception()
         if error is None:
             self._report(entry, TaskOutcome.model_validate(future.result()))
         elif reason == "timeout" or entry.extra.get("forced") == "timeout":
