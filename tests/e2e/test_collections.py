@@ -3,6 +3,7 @@ with access rules between two users."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -205,3 +206,24 @@ def test_files_download_through_the_service_with_ranges_and_access_checks(
     assert ranged.status_code == 206
     assert ranged.content == payload[10:20]
     assert ranged.headers["content-range"] == f"bytes 10-19/{len(payload)}"
+
+
+def test_a_directory_of_100000_entries_is_listed_page_by_page(
+    make_person: Callable[..., Person], tmp_path: Path
+) -> None:
+    root = tmp_path / "many"
+    (root / "frames").mkdir(parents=True)
+    for i in range(100_000):
+        (root / "frames" / f"frame_{i:06d}.tif").touch()
+    alice = make_person("alice")
+    alice.configure_collection("many", root)
+    alice.start_collection("many")
+    seen = 0
+    previous = ""
+    for entry in alice.client.ls("many", "frames"):  # pages of 10,000, each a bounded scan at the agent
+        assert entry.name > previous
+        previous = entry.name
+        seen += 1
+    assert seen == 100_000
+    first = alice.cli("ls", "many:frames", "--limit", "3", "--json")
+    assert [e["name"] for e in json.loads(first.stdout)] == [f"frame_{i:06d}.tif" for i in range(3)]

@@ -93,7 +93,7 @@ class TransferMixin(BaseClient):
             self.request("GET", f"/v1/collections/{q(collection)}/ls", params=params)
         )
 
-    def ls(self, collection: str, path: str = "", *, page_size: int = 1000) -> Iterator[FileEntry]:
+    def ls(self, collection: str, path: str = "", *, page_size: int = 10_000) -> Iterator[FileEntry]:
         """Every entry of a directory, by name, fetched a page at a time (never the whole directory)."""
         after: str | None = None
         while True:
