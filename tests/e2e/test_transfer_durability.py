@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,55 @@ def test_a_transfer_finished_while_the_service_was_down_is_reported_once(tmp_pat
             person.cli("collection", "stop", name)
         client.close()
         service.stop()
+
+
+def test_cancel_and_deadline_fail_the_task_with_their_codes(
+    make_person: Callable[..., Person], tmp_path: Path
+) -> None:
+    source, destination = tmp_path / "instrument", tmp_path / "facility"
+    big_file(source / "big.bin")
+    destination.mkdir()
+    alice = make_person("alice")
+    alice.configure_collection("instrument", source)
+    alice.configure_collection("facility", destination, extra=SLOW_PULL)
+    alice.start_collection("instrument")
+    alice.start_collection("facility")
+
+    running = alice.client.submit_transfer(
+        TransferCreate(
+            source="instrument",
+            destination="facility",
+            items=[TransferItem(source_path="big.bin", destination_path="big.bin")],
+        )
+    )
+    journal = destination / ".big.bin.beamlink-partial.jsonl"
+    deadline = time.monotonic() + 60
+    while not journal.exists():
+        assert time.monotonic() < deadline, "the transfer never started"
+        time.sleep(0.005)
+    cancelled = alice.cli("transfer", "cancel", running.id)
+    assert cancelled.code == 0, cancelled.stderr
+    info = alice.client.get_transfer(running.id)
+    assert info.state == "FAILED"
+    assert info.error is not None
+    assert info.error.code == "CANCELED"
+    time.sleep(1.0)
+    assert not (destination / "big.bin").exists()  # stopped: the partial file stays for a resume
+
+    assert alice.cli("collection", "stop", "facility").code == 0
+    alice.started_collections.remove("facility")
+    late = alice.client.submit_transfer(
+        TransferCreate(
+            source="instrument",
+            destination="facility",
+            items=[TransferItem(source_path="big.bin", destination_path="late.bin")],
+            deadline=datetime.now(UTC) + timedelta(seconds=2),
+        )
+    )
+    assert late.state == "INACTIVE"
+    final = alice.client.wait_transfer(late.id, timeout=30)
+    assert final.state == "FAILED"
+    assert final.error is not None
+    assert final.error.code == "DEADLINE_EXCEEDED"
+    events = alice.cli("transfer", "events", late.id)
+    assert "DEADLINE_EXCEEDED" in events.stdout
