@@ -7,9 +7,11 @@ status of the beamlink error class.
 
 Why a bare ASGI callable and not Starlette routing: the hot paths are a range GET per chunk and a batch
 per few hundred small files, so per-request overhead is spent only on parsing the path and checking the
-token. File bytes go out in 1 MiB ``pread`` pieces (fewer, larger writes keep uvicorn's per-message cost
-small next to the copy); every filesystem call that may block on a cold disk (walks, hashing, batches of
-small files) runs in a worker thread so one slow request never stalls the others.
+token. File bytes go out in 1 MiB ``pread`` pieces read on the event loop: from the page cache a piece
+takes ~50-100 µs, about what a hop to a worker thread costs, and fewer, larger writes keep uvicorn's
+per-message cost small next to the copy (a cold, slow disk does stall other requests meanwhile: the
+known price). Walks, whole-file hashing and batches of small files, which make many calls, run in
+worker threads.
 """
 
 from __future__ import annotations
@@ -22,33 +24,37 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, unquote_to_bytes
 
 import uvicorn
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from beamlink.agents.collection.checksums import DEFAULT_ALGORITHM, check_algorithm, hash_fd, new_hasher
+from beamlink.agents.collection.datarequest import (
+    DataRequest,
+    RangeNotSatisfiable,
+    batch_request,
+    groups,
+    parse_range,
+    parse_request,
+    read_body,
+)
 from beamlink.agents.collection.datawire import (
     BATCH_MAX_BYTES,
     BATCH_MAX_FILE,
-    BATCH_MAX_PATHS,
     MTIME_HEADER,
     encode_info,
     etag,
 )
 from beamlink.agents.collection.fsops import list_directory, stat_path, walk
 from beamlink.agents.collection.paths import CollectionRoot, from_wire, normalize, quoted, to_wire
-from beamlink.agents.collection.small_files import DirectoryCache, read_file
+from beamlink.agents.collection.small_files import Directories, DirectoryCache, open_regular, read_file
 from beamlink.errors import (
     AuthenticationFailed,
     BeamlinkError,
     InvalidInput,
     MethodNotAllowed,
-    PayloadTooLarge,
-    RouteNotFound,
     SourceChanged,
     StartupError,
 )
@@ -60,50 +66,36 @@ log = logging.getLogger(__name__)
 
 _PIECE = 1 << 20
 _WALK_BATCH = 2000
-_BATCH_GROUP_BYTES = 1 << 20
-_BATCH_GROUP_FILES = 128
-
-
-class RangeNotSatisfiable(InvalidInput):
-    """The requested byte range starts past the end of the file."""
-
-    code = "RANGE_NOT_SATISFIABLE"
-    status = 416
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    route: str
-    path: str
-    """The collection path, normalised (surrogateescape form)."""
-    query: dict[str, str]
-    headers: dict[bytes, bytes]
-
-    def param(self, name: str, default: str | None = None) -> str | None:
-        return self.query.get(name, default)
-
-    def int_param(self, name: str, default: int | None = None) -> int | None:
-        value = self.query.get(name)
-        if value is None or value == "":
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise InvalidInput(f"{name} must be an integer, got {value!r}", details={"field": name}) from None
-        if number < 0:
-            raise InvalidInput(f"{name} must not be negative, got {number}", details={"field": name})
-        return number
 
 
 class _Sender:
-    """``send`` that remembers whether the response has started (after that, errors can only abort)."""
+    """``send`` that remembers whether the response has started (after that, errors can only abort) and
+    whether the client has gone (uvicorn then drops what is sent without a word, so a long response
+    would read its whole range for nobody)."""
 
-    __slots__ = ("send", "started")
+    __slots__ = ("_watch", "send", "started")
 
     def __init__(self, send: Send) -> None:
         self.send = send
         self.started = False
+        self._watch: asyncio.Task[None] | None = None
+
+    def watch(self, receive: Receive) -> None:
+        """Start noticing a disconnect (for responses that stream for a while)."""
+
+        async def until_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        self._watch = asyncio.ensure_future(until_gone())
+
+    @property
+    def gone(self) -> bool:
+        return self._watch is not None and self._watch.done()
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
@@ -148,7 +140,7 @@ class _RecentDigests:
         return (path, start, length, algorithm, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-_Handler = Callable[["DataApp", _Request, DataGrant, Receive, _Sender], Any]
+_Handler = Callable[["DataApp", DataRequest, DataGrant, Receive, _Sender], Awaitable[None]]
 _OPERATION = {"files": "read", "stat": "list", "list": "list", "walk": "list", "checksum": "checksum"}
 
 
@@ -176,7 +168,7 @@ class DataApp:
             return
         sender = _Sender(send)
         try:
-            request = _parse(scope)
+            request = parse_request(scope)
             grant = self._grant(request)
             handler = _ROUTES.get((request.method, request.route))
             if handler is None:
@@ -195,8 +187,10 @@ class DataApp:
                 raise
             body = {"code": "INTERNAL_ERROR", "message": "the data server failed; see its log", "details": {}}
             await sender.json(500, body)
+        finally:
+            sender.close()
 
-    def _grant(self, request: _Request) -> DataGrant:
+    def _grant(self, request: DataRequest) -> DataGrant:
         token = request.headers.get(b"authorization", b"")
         scheme, _, value = token.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -209,11 +203,13 @@ class DataApp:
 
     # -- routes -------------------------------------------------------------------------------------------
 
-    async def serve_files(self, request: _Request, grant: DataGrant, receive: Receive, out: _Sender) -> None:
-        fd, st = _open_file(self.root, request.path)
+    async def serve_files(
+        self, request: DataRequest, grant: DataGrant, receive: Receive, out: _Sender
+    ) -> None:
+        fd, st = open_regular(self.root, request.path)
         try:
             size = st.st_size
-            start, end, ranged = _parse_range(request.headers.get(b"range"), size)
+            start, end, ranged = parse_range(request.headers.get(b"range"), size)
             headers = [
                 (b"content-type", b"application/octet-stream"),
                 (b"content-length", str(end - start).encode()),
@@ -226,8 +222,9 @@ class DataApp:
             algorithm = request.param("digest")
             hasher = new_hasher(check_algorithm(algorithm)) if algorithm else None
             await out.start(206 if ranged else 200, headers)
+            out.watch(receive)
             offset = start
-            while offset < end:
+            while offset < end and not out.gone:
                 data = os.pread(fd, min(_PIECE, end - offset), offset)
                 if not data:
                     raise SourceChanged(f"{quoted(request.path)} became shorter while it was sent")
@@ -237,17 +234,21 @@ class DataApp:
                 await out.body(data, more=offset < end)
             if start == end:
                 await out.body(b"", more=False)
-            if hasher is not None and algorithm:
+            if hasher is not None and algorithm and offset == end:
                 self._digests.remember((request.path, start, end - start, algorithm, st), hasher.hexdigest())
         finally:
             os.close(fd)
 
-    async def serve_stat(self, request: _Request, grant: DataGrant, receive: Receive, out: _Sender) -> None:
+    async def serve_stat(
+        self, request: DataRequest, grant: DataGrant, receive: Receive, out: _Sender
+    ) -> None:
         follow = request.param("follow", "0") not in ("0", "", "false")
         entry = await asyncio.to_thread(stat_path, self.root, request.path, follow=follow)
         await out.json(200, {"path": to_wire(request.path), **entry.to_dict()})
 
-    async def serve_list(self, request: _Request, grant: DataGrant, receive: Receive, out: _Sender) -> None:
+    async def serve_list(
+        self, request: DataRequest, grant: DataGrant, receive: Receive, out: _Sender
+    ) -> None:
         after = request.param("after")
         limit = request.int_param("limit", 1000)
         assert limit is not None
@@ -256,13 +257,16 @@ class DataApp:
         )
         await out.json(200, page.to_dict())
 
-    async def serve_walk(self, request: _Request, grant: DataGrant, receive: Receive, out: _Sender) -> None:
+    async def serve_walk(
+        self, request: DataRequest, grant: DataGrant, receive: Receive, out: _Sender
+    ) -> None:
         recursive = request.param("recursive", "0") not in ("0", "", "false")
         entries = walk(self.root, request.path, recursive=recursive)
         # The first lines are read before the response starts, so a missing item is a plain 404.
         lines, more = await asyncio.to_thread(_walk_lines, entries)
         await out.start(200, [(b"content-type", b"application/x-ndjson")])
-        while more:
+        out.watch(receive)
+        while more and not out.gone:
             await out.body(lines)
             try:
                 lines, more = await asyncio.to_thread(_walk_lines, entries)
@@ -271,13 +275,13 @@ class DataApp:
         await out.body(lines, more=False)
 
     async def serve_checksum(
-        self, request: _Request, grant: DataGrant, receive: Receive, out: _Sender
+        self, request: DataRequest, grant: DataGrant, receive: Receive, out: _Sender
     ) -> None:
         algorithm = check_algorithm(request.param("algorithm") or self.checksum_algorithm)
         start = request.int_param("start", 0)
         length = request.int_param("length")
         assert start is not None
-        fd, st = _open_file(self.root, request.path)
+        fd, st = open_regular(self.root, request.path)
         try:
             available = max(0, st.st_size - start)
             length = available if length is None else min(length, available)
@@ -297,10 +301,15 @@ class DataApp:
         }
         await out.json(200, body)
 
-    async def serve_batch(self, request: _Request, grant: DataGrant, receive: Receive, out: _Sender) -> None:
-        paths, algorithm = _batch_request(await _read_body(receive, BATCH_MAX_BYTES))
+    async def serve_batch(
+        self, request: DataRequest, grant: DataGrant, receive: Receive, out: _Sender
+    ) -> None:
+        paths, algorithm = batch_request(await read_body(receive, BATCH_MAX_BYTES))
         await out.start(200, [(b"content-type", b"application/x-beamlink-batch")])
-        for group in _groups(paths):
+        out.watch(receive)
+        for group in groups(paths):
+            if out.gone:
+                return
             frames = await asyncio.to_thread(self._read_group, grant, group, algorithm)
             await out.body(frames)
         await out.body(b"", more=False)
@@ -308,21 +317,21 @@ class DataApp:
     def _read_group(self, grant: DataGrant, paths: list[str], algorithm: str | None) -> bytes:
         """The frames of ``paths`` (in a worker thread: opening many small files is blocking I/O)."""
         parts: list[bytes] = []
-        cache = DirectoryCache(self.root)
-        for wire in paths:
-            try:
-                clean = normalize(from_wire(wire))
-                grant.check(to_wire(clean), "read")
-                header, data = _read_small(cache, clean, algorithm)
-            except BeamlinkError as exc:
-                parts.append(json.dumps({"path": wire, "error": exc.to_dict()}).encode() + b"\n")
-                continue
-            parts.append(json.dumps({"path": wire, **header}, separators=(",", ":")).encode() + b"\n")
-            parts.append(data)
+        with Directories(DirectoryCache(self.root)) as directories:
+            for wire in paths:
+                try:
+                    clean = normalize(from_wire(wire))
+                    grant.check(to_wire(clean), "read")
+                    header, data = _read_small(directories, clean, algorithm)
+                except BeamlinkError as exc:
+                    parts.append(json.dumps({"path": wire, "error": exc.to_dict()}).encode() + b"\n")
+                    continue
+                parts.append(json.dumps({"path": wire, **header}, separators=(",", ":")).encode() + b"\n")
+                parts.append(data)
         return b"".join(parts)
 
 
-_ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
+_ROUTES: dict[tuple[str, str], _Handler] = {
     ("GET", "files"): DataApp.serve_files,
     ("GET", "stat"): DataApp.serve_stat,
     ("GET", "list"): DataApp.serve_list,
@@ -330,7 +339,6 @@ _ROUTES: dict[tuple[str, str], Callable[..., Any]] = {
     ("GET", "checksum"): DataApp.serve_checksum,
     ("POST", "batch"): DataApp.serve_batch,
 }
-_KNOWN = {route for _, route in _ROUTES}
 
 
 def build_app(
@@ -347,117 +355,11 @@ def build_app(
     )
 
 
-# -- request parsing ------------------------------------------------------------------------------------
-
-
-def _parse(scope: Scope) -> _Request:
-    raw: bytes = scope.get("raw_path") or scope["path"].encode()
-    if not raw.startswith(b"/v1/"):
-        raise RouteNotFound(f"no data server route {raw[:200].decode('latin-1')}; routes start with /v1/")
-    route_bytes, _, rest = raw[4:].partition(b"/")
-    route = route_bytes.decode("latin-1")
-    if route not in _KNOWN:
-        raise RouteNotFound(f"no data server route /v1/{route}")
-    try:
-        wire = unquote_to_bytes(rest).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput(
-            "the path in the URL is not UTF-8: send names in wire form (bytes that are not UTF-8 as \\xHH)"
-        ) from None
-    path = normalize(from_wire(wire))
-    query = {
-        key: values[-1] for key, values in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
-    }
-    headers = dict(scope["headers"])
-    return _Request(scope["method"], route, path, query, headers)
-
-
-def _parse_range(header: bytes | None, size: int) -> tuple[int, int, bool]:
-    """(start, end, ranged) of a single "bytes=" range; the whole file, not ranged, for none or a form
-    not supported.
-
-    RFC 9110 lets a server ignore a Range it does not support (several ranges), answering 200 with the
-    whole file, which every client must accept.
-    """
-    whole = (0, size, False)
-    if header is None:
-        return whole
-    unit, _, spec = header.decode("latin-1").partition("=")
-    first, dash, last = spec.strip().partition("-")
-    if unit.strip().lower() != "bytes" or "," in spec or not dash:
-        return whole
-    try:
-        if not first:  # "-n": the last n bytes
-            count = int(last)
-            if count <= 0 or size == 0:
-                raise _unsatisfiable(size)
-            return max(0, size - count), size, True
-        start = int(first)
-        end = size if not last else min(int(last) + 1, size)
-    except ValueError:
-        return whole
-    if last and int(last) < start:
-        return whole  # "bytes=5-3" is not a valid range: ignored, as RFC 9110 says
-    if start >= size or end <= start:
-        raise _unsatisfiable(size)
-    return start, end, True
-
-
-def _unsatisfiable(size: int) -> RangeNotSatisfiable:
-    return RangeNotSatisfiable(
-        f"the range starts past the end of the file ({size} bytes)",
-        details={"size": size},
-    )
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidInput("the client went away before sending the whole request")
-        chunk = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"the request body is over {limit} bytes", details={"limit": limit})
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
-def _batch_request(body: bytes) -> tuple[list[str], str | None]:
-    try:
-        parsed = json.loads(body)
-        paths = parsed["paths"]
-        algorithm = parsed.get("digest")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise InvalidInput('a batch request is JSON: {"paths": ["a/b", ...], "digest": null}') from None
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise InvalidInput("paths must be a list of collection paths", details={"field": "paths"})
-    if len(paths) > BATCH_MAX_PATHS:
-        raise PayloadTooLarge(
-            f"a batch takes at most {BATCH_MAX_PATHS} paths, got {len(paths)}",
-            details={"limit": BATCH_MAX_PATHS},
-        )
-    return paths, None if algorithm is None else check_algorithm(str(algorithm))
-
-
-def _groups(paths: list[str]) -> Iterator[list[str]]:
-    for index in range(0, len(paths), _BATCH_GROUP_FILES):
-        yield paths[index : index + _BATCH_GROUP_FILES]
-
-
 # -- filesystem -----------------------------------------------------------------------------------------
 
 
-def _open_file(root: CollectionRoot, path: str) -> tuple[int, os.stat_result]:
-    """An open descriptor of the regular file at ``path`` and its stat (O_NONBLOCK: a FIFO never hangs)."""
-    return DirectoryCache(root).open_file(path)
-
-
-def _read_small(cache: DirectoryCache, path: str, algorithm: str | None) -> tuple[dict[str, Any], bytes]:
-    fd, st = cache.open_file(path)
+def _read_small(directories: Directories, path: str, algorithm: str | None) -> tuple[dict[str, Any], bytes]:
+    fd, st = directories.open_file(path)
     try:
         if st.st_size > BATCH_MAX_FILE:
             raise InvalidInput(

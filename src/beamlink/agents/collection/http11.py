@@ -122,18 +122,10 @@ class HttpResponse:
 
     def read(self, limit: int = 256 << 20) -> bytes:
         """The rest of the body (at most ``limit`` bytes: a larger body is an error)."""
-        parts: list[bytes] = []
-        size = 0
-        buffer = bytearray(min(limit + 1, 1 << 20))
-        view = memoryview(buffer)
-        while True:
-            got = self.readinto(view)
-            if not got:
-                return b"".join(parts)
-            size += got
-            if size > limit:
-                raise InvalidInput(f"the data server's response is over {limit} bytes")
-            parts.append(bytes(view[:got]))
+        data = self.stream().read(limit + 1)
+        if len(data) > limit:
+            raise InvalidInput(f"the data server's response is over {limit} bytes")
+        return data
 
     def stream(self) -> io.BufferedReader:
         """The body as a buffered binary stream (``readline``, ``read(n)``) for framed formats."""

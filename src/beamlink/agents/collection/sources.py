@@ -177,7 +177,15 @@ class SourceClient:
         """
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         target = url_path("files", path) + (f"?digest={digest}" if digest else "")
-        response = self._request("GET", target, headers)
+        try:
+            response = self._request("GET", target, headers)
+        except BeamlinkError as exc:
+            if exc.code != "RANGE_NOT_SATISFIABLE":
+                raise
+            raise SourceChanged(
+                f"{quoted(path)} is now shorter than {offset + 1} bytes; it changed since it was listed",
+                details={"path": to_wire(path), **exc.details},
+            ) from None
         with response:
             size, start = _content_range(response, path)
             if start != offset or int(response.headers.get("content-length", -1)) != length:
