@@ -33,11 +33,11 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def big_file(path: Path) -> str:
+def big_file(path: Path, size: int = SIZE) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     block = os.urandom(1 << 20)
     with path.open("wb") as f:
-        for i in range(SIZE >> 20):
+        for i in range(size >> 20):
             f.write(block[i:] + block[:i])  # every MiB different, cheaply
     return sha256(path)
 
@@ -134,7 +134,7 @@ def test_cancel_and_deadline_fail_the_task_with_their_codes(
     make_person: Callable[..., Person], tmp_path: Path
 ) -> None:
     source, destination = tmp_path / "instrument", tmp_path / "facility"
-    big_file(source / "big.bin")
+    big_file(source / "big.bin", 4 * SIZE)  # long enough that the cancel reaches it while it runs
     destination.mkdir()
     alice = make_person("alice")
     alice.configure_collection("instrument", source)

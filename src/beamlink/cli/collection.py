@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from beamlink.agents.daemon import (
-    DETACHED_ENV,
     AgentProfile,
-    AgentState,
-    PidFile,
-    configure_logging,
-    report_failed,
-    run_until_stopped,
-    spawn_daemon,
 )
 from beamlink.cli.agent_profiles import (
     delete_profile,
@@ -28,11 +19,12 @@ from beamlink.cli.agent_profiles import (
     profile,
     say,
     show_list,
+    start_agent,
     stop_profile,
 )
 from beamlink.cli.context import UrlOption
 from beamlink.cli.output import JsonOption, print_json, print_table, when
-from beamlink.errors import AlreadyExists, BeamlinkError, NotFound
+from beamlink.errors import AlreadyExists, BeamlinkError
 from beamlink.protocol.collections import CollectionInfo, CollectionRegister, RuleCreate
 from beamlink.sdk import Client
 
@@ -92,20 +84,6 @@ def _register(found: AgentProfile, config: CollectionConfig, url: str | None) ->
     return identity
 
 
-def _run_foreground(found: AgentProfile, config: CollectionConfig, identity: dict[str, Any]) -> None:
-    from beamlink.agents.collection.agent import CollectionAgent
-
-    detached = os.environ.get(DETACHED_ENV) == "1"
-    configure_logging(found, foreground=not detached)
-    pid_file = PidFile(found)
-    pid_file.acquire()
-    try:
-        agent = CollectionAgent(found, config, identity)
-        run_until_stopped(lambda stop: agent.run(stop, pid_file=pid_file, detached=detached))
-    finally:
-        pid_file.release()
-
-
 @app.command("start")
 def start(
     name: NameArg,
@@ -117,28 +95,19 @@ def start(
     """Register the collection (as its owner) and run its agent as a daemon; prints its id."""
     from beamlink.agents.collection.config import load_config
 
-    found = existing("collection", name)
-    detached_child = os.environ.get(DETACHED_ENV) == "1"
-    try:
-        config = load_config(found.config_path)
-        if found.state() == AgentState.RUNNING:
-            PidFile(found).acquire()  # raises Conflict naming the running pid
-        identity = found.read_identity() if detached_child else _register(found, config, url)
-        if identity is None:
-            raise NotFound(f"collection {name!r} has no collection.json: start it without --foreground once")
-        if foreground or detached_child:
-            if not detached_child:
-                cid = identity["collection_id"]
-                say(f"collection {name} ({cid}) running in the foreground; Ctrl-C stops it")
-            _run_foreground(found, config, identity)
-            return
-    except BeamlinkError as exc:
-        if detached_child:
-            report_failed(found, exc.message)
-        raise
-    info = spawn_daemon(found, [sys.executable, "-m", "beamlink", "collection", "start", name])
-    connected = "connected" if info.get("connected") else "not connected yet (it keeps trying)"
-    say(f"started collection {name}: {identity['collection_id']} (pid {info['pid']}, {connected})")
+    def make_agent(found: AgentProfile, config: CollectionConfig, identity: dict[str, Any]) -> Any:
+        from beamlink.agents.collection.agent import CollectionAgent
+
+        return CollectionAgent(found, config, identity)
+
+    start_agent(
+        "collection",
+        name,
+        foreground=foreground,
+        load=lambda found: load_config(found.config_path),
+        register=lambda found, config: _register(found, config, url),
+        make_agent=make_agent,
+    )
 
 
 @app.command("stop")

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from beamlink import serialize
 from beamlink.agents.daemon import (
-    DETACHED_ENV,
     AgentProfile,
-    AgentState,
-    PidFile,
-    configure_logging,
-    report_failed,
-    run_until_stopped,
-    spawn_daemon,
 )
 from beamlink.cli.agent_profiles import (
     delete_profile,
@@ -27,12 +18,13 @@ from beamlink.cli.agent_profiles import (
     print_logs,
     say,
     show_list,
+    start_agent,
     stop_profile,
 )
 from beamlink.cli.agent_profiles import profile as profile_for
 from beamlink.cli.context import UrlOption
 from beamlink.cli.output import JsonOption, print_json, when
-from beamlink.errors import AlreadyExists, BeamlinkError, NotFound
+from beamlink.errors import AlreadyExists, BeamlinkError
 from beamlink.protocol.compute import EndpointInfo, EndpointRegister
 from beamlink.sdk import Client
 
@@ -106,21 +98,6 @@ def _register(profile: AgentProfile, config: EndpointConfig, url: str | None) ->
     return identity
 
 
-def _run_foreground(profile: AgentProfile, config: EndpointConfig, identity: dict[str, Any]) -> None:
-    # Imported here: the agent pulls in the engines (and Parsl), which other commands do not need.
-    from beamlink.agents.endpoint.agent import EndpointAgent
-
-    detached = os.environ.get(DETACHED_ENV) == "1"
-    configure_logging(profile, foreground=not detached)
-    pid_file = PidFile(profile)
-    pid_file.acquire()
-    try:
-        agent = EndpointAgent(profile, config, identity)
-        run_until_stopped(lambda stop: agent.run(stop, pid_file=pid_file, detached=detached))
-    finally:
-        pid_file.release()
-
-
 @app.command("start")
 def start(
     name: NameArg = "default",
@@ -132,29 +109,20 @@ def start(
     """Register the endpoint (as its owner) and run it as a daemon; prints its id."""
     from beamlink.agents.endpoint.config import load_config
 
-    profile = _existing(name)
-    detached_child = os.environ.get(DETACHED_ENV) == "1"
-    try:
-        config = load_config(profile.config_path)
-        if profile.state() == AgentState.RUNNING:
-            PidFile(profile).acquire()  # raises Conflict naming the running pid
-        identity = profile.read_identity() if detached_child else _register(profile, config, url)
-        if identity is None:
-            raise NotFound(f"endpoint {name!r} has no endpoint.json: start it without --foreground once")
-        if foreground or detached_child:
-            if not detached_child:
-                _say(
-                    f"endpoint {name} ({identity['endpoint_id']}) running in the foreground; Ctrl-C stops it"
-                )
-            _run_foreground(profile, config, identity)
-            return
-    except BeamlinkError as exc:
-        if detached_child:
-            report_failed(profile, exc.message)
-        raise
-    info = spawn_daemon(profile, [sys.executable, "-m", "beamlink", "endpoint", "start", name])
-    connected = "connected" if info.get("connected") else "not connected yet (it keeps trying)"
-    _say(f"started endpoint {name}: {identity['endpoint_id']} (pid {info['pid']}, {connected})")
+    def make_agent(profile: AgentProfile, config: EndpointConfig, identity: dict[str, Any]) -> Any:
+        # Imported here: the agent pulls in the engines (and Parsl), which other commands do not need.
+        from beamlink.agents.endpoint.agent import EndpointAgent
+
+        return EndpointAgent(profile, config, identity)
+
+    start_agent(
+        "endpoint",
+        name,
+        foreground=foreground,
+        load=lambda profile: load_config(profile.config_path),
+        register=lambda profile, config: _register(profile, config, url),
+        make_agent=make_agent,
+    )
 
 
 @app.command("stop")
