@@ -46,36 +46,51 @@ def pid_of(person: Person, name: str) -> int:
     return int((person.home / "collections" / name / "daemon.pid").read_text().split()[0])
 
 
-def test_an_agent_killed_mid_file_resumes_from_its_verified_chunks(
-    make_person: Callable[..., Person], tmp_path: Path
-) -> None:
+def two_collections(person: Person, tmp_path: Path, size: int = SIZE) -> tuple[Path, str]:
+    """An instrument collection holding big.bin and a facility collection that pulls over HTTP."""
     source, destination = tmp_path / "instrument", tmp_path / "facility"
-    expected = big_file(source / "big.bin")
+    expected = big_file(source / "big.bin", size)
     destination.mkdir()
-    alice = make_person("alice")
-    alice.configure_collection("instrument", source)
-    alice.configure_collection("facility", destination, extra=SLOW_PULL)
-    alice.start_collection("instrument")
-    alice.start_collection("facility")
+    person.configure_collection("instrument", source)
+    person.configure_collection("facility", destination, extra=SLOW_PULL)
+    person.start_collection("instrument")
+    person.start_collection("facility")
+    return destination, expected
 
-    task = alice.client.submit_transfer(
+
+def copy_big_file(client: Client, name: str) -> str:
+    task = client.submit_transfer(
         TransferCreate(
             source="instrument",
             destination="facility",
-            items=[TransferItem(source_path="big.bin", destination_path="big.bin")],
+            items=[TransferItem(source_path="big.bin", destination_path=name)],
         )
     )
-    journal = destination / ".big.bin.beamlink-partial.jsonl"
+    return task.id
+
+
+def wait_for_chunks(journal: Path, count: int) -> None:
+    """Until the partial file's journal has ``count`` lines (its header, then one per verified chunk)."""
     deadline = time.monotonic() + 60
-    while not (journal.exists() and journal.read_text().count("\n") >= 8):
+    while not (journal.exists() and journal.read_text().count("\n") >= count):
         assert time.monotonic() < deadline, "the transfer never started writing chunks"
         time.sleep(0.005)
+
+
+def test_an_agent_killed_mid_file_resumes_from_its_verified_chunks(
+    make_person: Callable[..., Person], tmp_path: Path
+) -> None:
+    alice = make_person("alice")
+    destination, expected = two_collections(alice, tmp_path)
+    task_id = copy_big_file(alice.client, "big.bin")
+    journal = destination / ".big.bin.beamlink-partial.jsonl"
+    wait_for_chunks(journal, 8)
     os.kill(pid_of(alice, "facility"), signal.SIGKILL)
     assert not (destination / "big.bin").exists()
     verified = journal.read_text().count("\n") - 1  # the header line, then one line per verified chunk
 
     alice.start_collection("facility")  # the next start cleans the stale pid file and resumes the job
-    final = alice.client.wait_transfer(task.id, timeout=120)
+    final = alice.client.wait_transfer(task_id, timeout=120)
     assert final.state == "SUCCEEDED", final.error
     assert sha256(destination / "big.bin") == expected
     assert final.counts.bytes_transferred <= SIZE - verified * (1 << 20)  # the resumed run skipped them
@@ -87,26 +102,10 @@ def test_a_transfer_finished_while_the_service_was_down_is_reported_once(tmp_pat
     service = ServiceProcess(home).start()
     client = Client(service.url, home=home)
     person = Person(client.whoami().username, "", home, service.url, client)
-    source, destination = tmp_path / "instrument", tmp_path / "facility"
-    expected = big_file(source / "big.bin")
-    destination.mkdir()
     try:
-        person.configure_collection("instrument", source)
-        person.configure_collection("facility", destination, extra=SLOW_PULL)
-        person.start_collection("instrument")
-        person.start_collection("facility")
-        task = client.submit_transfer(
-            TransferCreate(
-                source="instrument",
-                destination="facility",
-                items=[TransferItem(source_path="big.bin", destination_path="copy.bin")],
-            )
-        )
-        journal = destination / ".copy.bin.beamlink-partial.jsonl"
-        deadline = time.monotonic() + 60
-        while not journal.exists():
-            assert time.monotonic() < deadline, "the transfer never started"
-            time.sleep(0.005)
+        destination, expected = two_collections(person, tmp_path)
+        task_id = copy_big_file(client, "copy.bin")
+        wait_for_chunks(destination / ".copy.bin.beamlink-partial.jsonl", 1)
         service.stop()  # the agents carry on; the outcome waits on disk until the service acknowledges it
         deadline = time.monotonic() + 120
         while not (destination / "copy.bin").exists():
@@ -114,10 +113,10 @@ def test_a_transfer_finished_while_the_service_was_down_is_reported_once(tmp_pat
             time.sleep(0.1)
         assert list((home / "collections" / "facility" / "transfers").glob("*.done.json"))
         service.start()
-        final = client.wait_transfer(task.id, timeout=60)
+        final = client.wait_transfer(task_id, timeout=60)
         assert final.state == "SUCCEEDED"
         assert sha256(destination / "copy.bin") == expected
-        codes = [e.code for e in client.transfer_events(task.id)]
+        codes = [e.code for e in client.transfer_events(task_id)]
         assert codes.count("SUCCEEDED") == 1
         deadline = time.monotonic() + 10
         while list((home / "collections" / "facility" / "transfers").glob("*.json")):
@@ -133,30 +132,14 @@ def test_a_transfer_finished_while_the_service_was_down_is_reported_once(tmp_pat
 def test_cancel_and_deadline_fail_the_task_with_their_codes(
     make_person: Callable[..., Person], tmp_path: Path
 ) -> None:
-    source, destination = tmp_path / "instrument", tmp_path / "facility"
-    big_file(source / "big.bin", 4 * SIZE)  # long enough that the cancel reaches it while it runs
-    destination.mkdir()
     alice = make_person("alice")
-    alice.configure_collection("instrument", source)
-    alice.configure_collection("facility", destination, extra=SLOW_PULL)
-    alice.start_collection("instrument")
-    alice.start_collection("facility")
-
-    running = alice.client.submit_transfer(
-        TransferCreate(
-            source="instrument",
-            destination="facility",
-            items=[TransferItem(source_path="big.bin", destination_path="big.bin")],
-        )
-    )
-    journal = destination / ".big.bin.beamlink-partial.jsonl"
-    deadline = time.monotonic() + 60
-    while not journal.exists():
-        assert time.monotonic() < deadline, "the transfer never started"
-        time.sleep(0.005)
-    cancelled = alice.cli("transfer", "cancel", running.id)
+    # Long enough that the cancel reaches it while it runs.
+    destination, _ = two_collections(alice, tmp_path, 4 * SIZE)
+    running = copy_big_file(alice.client, "big.bin")
+    wait_for_chunks(destination / ".big.bin.beamlink-partial.jsonl", 1)
+    cancelled = alice.cli("transfer", "cancel", running)
     assert cancelled.code == 0, cancelled.stderr
-    info = alice.client.get_transfer(running.id)
+    info = alice.client.get_transfer(running)
     assert info.state == "FAILED"
     assert info.error is not None
     assert info.error.code == "CANCELED"
