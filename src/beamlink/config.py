@@ -78,6 +78,28 @@ class Settings(BaseSettings):
         description="How long an endpoint may stay disconnected before its running tasks are re-queued "
         "(up to each task's max_retries) or failed with EndpointLost.",
     )
+    flow_max_steps: int = Field(
+        default=10_000,
+        ge=1,
+        description="States a run may execute (retries included) before it fails "
+        "with States.StepLimitExceeded: the guard against endless loops.",
+    )
+    flow_max_state_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="JSON size a run's state may reach before it fails with States.StateSizeExceeded.",
+    )
+    flow_allow_http_providers: bool = Field(
+        default=False,
+        description="Let flows call external Action Providers over plain http:// (development and tests; "
+        "https:// is always allowed).",
+    )
+    smtp_url: str | None = Field(
+        default=None,
+        description="Mail server for the notify action's email, e.g. smtp://user:pass@mail.example.org:587 "
+        "(smtps:// for TLS). Without it only webhooks are sent.",
+    )
+    smtp_from: str = Field(default="beamlink@localhost", description="Sender address of notify emails.")
     admin_username: str | None = Field(
         default=None, description="Name of the admin created on first start (default: the local user)."
     )

@@ -81,6 +81,7 @@ __all__ = [
     "TokenExpired",
     "TokenRevoked",
     "TransferOntoItself",
+    "WaitTimeout",
     "WorkerLost",
     "error_from_payload",
 ]
@@ -369,6 +370,13 @@ class CollectionOffline(ServiceUnavailable):
 
     code = "COLLECTION_OFFLINE"
     status = 503
+
+
+class WaitTimeout(BeamlinkError):
+    """A client gave up waiting for something to finish; the thing itself goes on."""
+
+    code = "WAIT_TIMEOUT"
+    status = 408
 
 
 def error_from_payload(status: int, payload: Any) -> BeamlinkError:

@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import functools
 import inspect
+import json
 import platform
 import sys
 import sysconfig
@@ -28,7 +29,14 @@ import dill
 import beamlink
 from beamlink import errors
 from beamlink.errors import SerializationError
-from beamlink.protocol.compute import Environment, FunctionCode, TaskError
+from beamlink.protocol.compute import (
+    JSON_PAYLOAD_PREFIX,
+    Environment,
+    FunctionCode,
+    TaskError,
+    is_json_payload,
+    read_json_payload,
+)
 
 __all__ = [
     "environment",
@@ -38,6 +46,7 @@ __all__ = [
     "pack",
     "pack_arguments",
     "pack_exception",
+    "pack_json",
     "serialize_function",
     "unpack",
     "unpack_arguments",
@@ -68,7 +77,22 @@ def pack(value: Any) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+def pack_json(value: Any) -> str:
+    """The JSON form of a return value (tasks whose arguments came as JSON, i.e. from flows)."""
+    try:
+        return JSON_PAYLOAD_PREFIX + json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"a flow needs a JSON result, and a value of type {type(value).__qualname__} is not JSON "
+            f"({exc}): return plain data (dicts, lists, strings, numbers), or write the value to a file "
+            "and return its path",
+            details={"type": type(value).__qualname__},
+        ) from exc
+
+
 def unpack(text: str) -> Any:
+    if is_json_payload(text):
+        return read_json_payload(text)
     try:
         return dill.loads(base64.b64decode(text.encode("ascii"), validate=True))
     except (binascii.Error, ValueError) as exc:
@@ -100,6 +124,18 @@ def _check_argument(label: str, value: Any) -> None:
 
 
 def unpack_arguments(text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if is_json_payload(text):
+        try:
+            document = read_json_payload(text)
+        except ValueError as exc:
+            raise SerializationError(f"the JSON arguments payload is not JSON: {exc}") from exc
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("args", []), list)
+            or not isinstance(document.get("kwargs", {}), dict)
+        ):
+            raise SerializationError('the JSON arguments payload is not {"args": [...], "kwargs": {...}}')
+        return tuple(document.get("args", [])), dict(document.get("kwargs", {}))
     value = unpack(text)
     if (
         not isinstance(value, tuple)

@@ -13,11 +13,15 @@ from beamlink.cli import (
     collection,
     endpoint,
     files,
+    flow,
     functions,
     groups,
+    run,
     tasks,
+    timer,
     tokens,
     transfer,
+    trigger,
     users,
 )
 from beamlink.cli.demo import demo
@@ -72,6 +76,10 @@ app.add_typer(collection.app, name="collection")
 app.add_typer(transfer.app, name="transfer")
 app.add_typer(functions.app, name="function")
 app.add_typer(tasks.app, name="task")
+app.add_typer(flow.app, name="flow")
+app.add_typer(run.app, name="run")
+app.add_typer(timer.app, name="timer")
+app.add_typer(trigger.app, name="trigger")
 
 # Exit codes scripts can rely on.
 EXIT_ERROR = 1

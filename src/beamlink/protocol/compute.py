@@ -7,6 +7,7 @@ deserializes them; only the submitter's SDK and the endpoint do.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from beamlink.protocol.auth import Name
 
 __all__ = [
+    "JSON_PAYLOAD_PREFIX",
     "TERMINAL_STATES",
     "EndpointInfo",
     "EndpointRegister",
@@ -34,6 +36,9 @@ __all__ = [
     "TaskSpec",
     "TaskState",
     "TaskTransition",
+    "is_json_payload",
+    "json_arguments",
+    "read_json_payload",
 ]
 
 TaskState = Literal[
@@ -227,3 +232,24 @@ class TaskOutput(BaseModel):
     id: str
     stdout: str
     stderr: str
+
+
+#: Payloads that start with this are JSON, not base64 dill: what flows send (the service may build and
+#: read them, as it never unpickles) — ``{"args": [...], "kwargs": {...}}`` in, the return value out.
+JSON_PAYLOAD_PREFIX = "json:"
+
+
+def is_json_payload(text: str | None) -> bool:
+    return text is not None and text.startswith(JSON_PAYLOAD_PREFIX)
+
+
+def json_arguments(args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The JSON form of a call's arguments."""
+    return JSON_PAYLOAD_PREFIX + json.dumps({"args": list(args), "kwargs": kwargs}, separators=(",", ":"))
+
+
+def read_json_payload(text: str) -> Any:
+    """The value of a JSON payload (ValueError when it is not one)."""
+    if not is_json_payload(text):
+        raise ValueError("not a JSON payload")
+    return json.loads(text[len(JSON_PAYLOAD_PREFIX) :])

@@ -18,12 +18,14 @@ from beamlink.protocol.auth import (
 )
 from beamlink.sdk._base import quote_segment as q
 from beamlink.sdk.compute import ComputeMixin
+from beamlink.sdk.flows import FlowsMixin
+from beamlink.sdk.schedules import SchedulesMixin
 from beamlink.sdk.transfer import TransferMixin
 
 __all__ = ["Client"]
 
 
-class Client(ComputeMixin, TransferMixin):
+class Client(ComputeMixin, TransferMixin, FlowsMixin, SchedulesMixin):
     """A connection to one beamlink service. See :class:`BaseClient` for how url and token are found."""
 
     # -- service ----------------------------------------------------------------------------------

@@ -13,8 +13,11 @@ from fastapi import FastAPI
 import beamlink
 from beamlink.config import Settings, load_settings
 from beamlink.service import agent_rows
+from beamlink.service.api import actions as actions_api
 from beamlink.service.api import agents, auth, clients, compute, groups, health, users
 from beamlink.service.api import collections as collections_api
+from beamlink.service.api import flows as flows_api
+from beamlink.service.api import timers as timers_api
 from beamlink.service.api import transfers as transfers_api
 from beamlink.service.api.errors import install_error_handlers
 from beamlink.service.api.middleware import RequestContextMiddleware
@@ -22,6 +25,8 @@ from beamlink.service.bootstrap import prepare_database
 from beamlink.service.compute.models import Endpoint
 from beamlink.service.compute.reaper import run_reaper
 from beamlink.service.db.engine import Database
+from beamlink.service.flows.timers import run_timer_loop
+from beamlink.service.flows.triggers import run_trigger_loop
 from beamlink.service.state import ServiceState
 from beamlink.service.transfer.models import Collection
 from beamlink.service.transfer.reaper import run_transfer_reaper
@@ -42,6 +47,11 @@ ROUTERS = (
     collections_api.router,
     transfers_api.transfers_router,
     transfers_api.deletes_router,
+    flows_api.flows_router,
+    flows_api.runs_router,
+    actions_api.router,
+    timers_api.timers_router,
+    timers_api.triggers_router,
     agents.router,
 )
 
@@ -62,7 +72,13 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
             for model in (Endpoint, Collection):
                 agent_rows.mark_all_disconnected(session, model)
         app.state.beamlink = state
-        reapers = [asyncio.create_task(run_reaper(state)), asyncio.create_task(run_transfer_reaper(state))]
+        await state.flows.start()
+        reapers = [
+            asyncio.create_task(run_reaper(state)),
+            asyncio.create_task(run_transfer_reaper(state)),
+            asyncio.create_task(run_timer_loop(state)),
+            asyncio.create_task(run_trigger_loop(state)),
+        ]
         log.info(
             "beamlink %s ready at %s (database: %s)",
             beamlink.__version__,
@@ -72,6 +88,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         try:
             yield
         finally:
+            await state.flows.stop()
             for reaper in reapers:
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,7 @@ from beamlink.service.auth.cache import PrincipalCache
 from beamlink.service.compute.hub import ComputeHub
 from beamlink.service.db.base import utcnow
 from beamlink.service.db.engine import Database
+from beamlink.service.flows.engine import FlowEngine
 from beamlink.service.transfer.links import CollectionLinks
 
 __all__ = ["ServiceState"]
@@ -23,6 +24,8 @@ class ServiceState:
     collections: CollectionLinks = field(default_factory=CollectionLinks)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     started_at: datetime = field(default_factory=utcnow)
+    flows: FlowEngine = field(init=False)
 
     def __post_init__(self) -> None:
         self.principals.watch(self.db.session_factory)
+        self.flows = FlowEngine(self)

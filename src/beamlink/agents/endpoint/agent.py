@@ -40,7 +40,7 @@ from beamlink.protocol.agent import (
     decode_service_message,
     encode,
 )
-from beamlink.protocol.compute import FunctionCode
+from beamlink.protocol.compute import FunctionCode, is_json_payload
 
 __all__ = ["EndpointAgent"]
 
@@ -186,7 +186,9 @@ class EndpointAgent:
                     )
                 )
                 continue
-            mismatch = check_environment(task.submitter_environment, function)
+            mismatch = check_environment(
+                task.submitter_environment, function, json_args=is_json_payload(task.args)
+            )
             if mismatch is not None:
                 self._note_done(
                     TaskOutcome(

@@ -21,7 +21,7 @@ from typing import Any
 from beamlink import errors, serialize
 from beamlink.agents.endpoint.capture import capture_output
 from beamlink.protocol.agent import TaskOutcome
-from beamlink.protocol.compute import Environment, FunctionCode, TaskError
+from beamlink.protocol.compute import Environment, FunctionCode, TaskError, is_json_payload
 
 __all__ = ["FUNCTION_CACHE_SIZE", "TASK_ID_VARIABLE", "check_environment", "human_size", "run_task"]
 
@@ -154,7 +154,7 @@ def run_task(
         return _outcome(task_id, "failed", started_at=started_at, error=failure, **output)
 
     try:
-        packed = serialize.pack(value)
+        packed = serialize.pack_json(value) if is_json_payload(args) else serialize.pack(value)
     except errors.SerializationError as exc:
         error = TaskError(
             code=errors.SerializationError.code, message=f"the function's return value: {exc.message}"
@@ -176,7 +176,9 @@ def _versions(environment: Environment) -> str:
     return f"Python {environment.python_version} / dill {environment.dill_version}"
 
 
-def check_environment(submitter: Environment, function: FunctionCode) -> TaskError | None:
+def check_environment(
+    submitter: Environment, function: FunctionCode, *, json_args: bool = False
+) -> TaskError | None:
     """Why payloads from ``submitter`` (and ``function``'s pickle) cannot load here; None when they can.
 
     The arguments were pickled by the submitter, so its Python minor and dill versions must match this
@@ -184,7 +186,7 @@ def check_environment(submitter: Environment, function: FunctionCode) -> TaskErr
     with it (:func:`beamlink.serialize.load_function` falls back to it), so it is refused only without one.
     """
     here = serialize.environment()
-    if submitter.mismatch(here):
+    if not json_args and submitter.mismatch(here):
         return TaskError(
             code=errors.EnvironmentMismatch.code,
             message=(

@@ -175,11 +175,7 @@ async def _operate(
     args: dict[str, Any],
 ) -> Any:
     def check(session: Session) -> tuple[str, str]:
-        normal = [collections.normalize_path(p) for p in paths]
-        found = None
-        for path in normal:
-            found = collections.get_collection(session, principal, ref, role, path=path)
-        assert found is not None
+        found = collections.collection_for_paths(session, principal, ref, role, paths)
         return found.id, found.name
 
     collection_id, name = await _in_thread(state, check)

@@ -124,6 +124,7 @@ async def cancel_transfer(state: State, principal: CurrentPrincipal, transfer_id
         return transfers.transfer_info(session, transfer), held
 
     info, held = await _in_thread(state, cancel)
+    state.collections.changed([info.id])
     if held:
         await state.collections.cancel(info.destination_collection_id, info.id, "cancelled by its owner")
     return info

@@ -14,7 +14,15 @@ from beamlink.service.auth.models import ApiToken, GroupMember, User
 from beamlink.service.auth.principal import Principal
 from beamlink.service.db.base import utcnow
 
-__all__ = ["TOKEN_PREFIX", "authenticate", "hash_token", "issue_token", "revoke_token", "tokens_query"]
+__all__ = [
+    "TOKEN_PREFIX",
+    "authenticate",
+    "hash_token",
+    "issue_token",
+    "principal_of",
+    "revoke_token",
+    "tokens_query",
+]
 
 TOKEN_PREFIX = "blk_"
 # Recording every use would turn every read into a write; once a minute is enough to show activity.
@@ -64,6 +72,12 @@ def authenticate(session: Session, raw: str) -> Principal:
         )
     if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
         row.last_used_at = now
+    return principal_of(session, user, token=row)
+
+
+def principal_of(session: Session, user: User, *, token: ApiToken | None = None) -> Principal:
+    """The principal of ``user`` with its groups: what a request with its token would carry. The flow
+    engine acts as a run's owner through this, long after the starting request ended."""
     groups = frozenset(
         session.scalars(select(GroupMember.group_id).where(GroupMember.identity_id == user.id)).all()
     )
@@ -73,8 +87,8 @@ def authenticate(session: Session, raw: str) -> Principal:
         kind=user.kind,
         is_admin=user.is_admin,
         group_ids=groups,
-        token_id=row.id,
-        token_expires_at=row.expires_at,
+        token_id=token.id if token else None,
+        token_expires_at=token.expires_at if token else None,
     )
 
 

@@ -46,6 +46,7 @@ class ComputeHub:
         self._links: dict[str, AgentLink] = {}
         self._waiters: dict[str, set[asyncio.Future[TaskResult]]] = {}
         self._groups: dict[str, set[asyncio.Queue[TaskResult]]] = {}
+        self._listeners: list[Callable[[Sequence[TaskResult]], None]] = []
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -116,6 +117,10 @@ class ComputeHub:
 
     # -- results --------------------------------------------------------------------------------
 
+    def on_results(self, listener: Callable[[Sequence[TaskResult]], None]) -> None:
+        """Call ``listener`` (on the loop) with every batch of finished tasks (the flow engine's wake-up)."""
+        self._listeners.append(listener)
+
     def publish(self, results: Sequence[TaskResult]) -> None:
         """Tasks finished: wake whoever waits on them or streams their group."""
         if not results:
@@ -129,6 +134,11 @@ class ComputeHub:
                         future.set_result(result)
                 for queue in self._groups.get(result.task_group_id, ()):
                     queue.put_nowait(result)
+            for listener in self._listeners:
+                try:
+                    listener(batch)
+                except Exception:
+                    log.exception("a compute result listener failed")
 
         self._call(deliver)
 

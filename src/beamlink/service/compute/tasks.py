@@ -36,6 +36,7 @@ from beamlink.protocol.compute import (
     TaskInfo,
     TaskResult,
     TaskTransition,
+    is_json_payload,
 )
 from beamlink.service.auth.principal import Principal
 from beamlink.service.compute import functions as functions_
@@ -77,11 +78,14 @@ def _format_size(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size:,} bytes"
 
 
-def _check_environment(endpoint: Endpoint, function: Function, submitter: Environment) -> None:
+def _check_environment(
+    endpoint: Endpoint, function: Function, submitter: Environment, *, json_args: bool = False
+) -> None:
     if endpoint.environment is None:
         return  # never connected: the endpoint checks each task itself when it arrives
     here = Environment.model_validate(endpoint.environment)
-    problem = submitter.mismatch(here)
+    # JSON arguments load anywhere; only the function's own pickle must then match.
+    problem = None if json_args else submitter.mismatch(here)
     if problem is None and function.source is None:
         # Without source text the function's own pickle must load there too.
         problem = Environment.model_validate(function.environment).mismatch(here)
@@ -134,7 +138,8 @@ def submit_batch(
                 "lists the functions it runs under allowed_functions in the endpoint's config.yaml",
                 details={"function_id": fid, "endpoint_id": endpoint.id},
             )
-        _check_environment(endpoint, function, batch.environment)
+        json_args = all(is_json_payload(spec.args) for spec in batch.tasks if spec.function_id == fid)
+        _check_environment(endpoint, function, batch.environment, json_args=json_args)
     for index, spec in enumerate(batch.tasks):
         if len(spec.args) > payload_limit:
             raise PayloadTooLarge(

@@ -39,6 +39,7 @@ from beamlink.service.transfer.models import Collection, CollectionRule
 __all__ = [
     "COLLECTION_POLICY",
     "add_rule",
+    "collection_for_paths",
     "collection_info",
     "collections_query",
     "delete_collection",
@@ -145,6 +146,18 @@ def get_collection(
             details={"collection_id": collection.id, "path": path, "required_role": role},
         )
     return collection
+
+
+def collection_for_paths(
+    session: Session, principal: Principal | None, ref: str, role: str, paths: list[str]
+) -> Collection:
+    """The collection, if the caller holds ``role`` at every one of ``paths`` (checked normalized; none
+    means the root). What a file operation checks before it asks the collection's agent."""
+    found = None
+    for path in [normalize_path(p) for p in paths] or [""]:
+        found = get_collection(session, principal, ref, role, path=path)
+    assert found is not None
+    return found
 
 
 def _require_owner(session: Session, principal: Principal, collection: Collection) -> None:

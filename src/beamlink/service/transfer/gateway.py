@@ -140,6 +140,7 @@ class CollectionSession:
         elif isinstance(message, TransferDone):
             await self._db(lambda s: transfers.finish(s, self.collection_id, message))
             self._held.discard(message.transfer_id)
+            self.state.collections.changed([message.transfer_id])
             # After the commit: the agent forgets its copy of the outcome only then.
             await self._send_text(encode(TransferDoneAck(transfer_id=message.transfer_id)))
         return True
@@ -168,6 +169,7 @@ class CollectionSession:
         links = self.state.collections
         ids = await self._db(lambda s: transfers.refresh_states(s, [self.collection_id], links.online))
         if ids:
+            links.changed(ids)
             destinations = await self._db(lambda s: transfers.destinations_of(s, ids))
             await links.send_jobs(destinations)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from beamlink.errors import CollectionOffline, ServiceUnavailable, error_from_payload
@@ -35,6 +36,19 @@ class CollectionLinks:
     def __init__(self) -> None:
         self._links: dict[str, CollectionLink] = {}
         self._pending: dict[str, asyncio.Future[OpResult]] = {}
+        self._listeners: list[Callable[[Sequence[str]], None]] = []
+
+    def on_changed(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Call ``listener`` with the ids of transfer/delete tasks that finished or changed state (from the
+        loop, after the commit): the flow engine's wake-up."""
+        self._listeners.append(listener)
+
+    def changed(self, transfer_ids: Sequence[str]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(transfer_ids)
+            except Exception:
+                log.exception("a transfer listener failed")
 
     async def attach(self, link: CollectionLink) -> None:
         old = self._links.get(link.collection_id)

@@ -16,21 +16,24 @@ log = logging.getLogger(__name__)
 PERIOD_SECONDS = 1.0
 
 
-def sweep(state: ServiceState) -> list[tuple[str, str]]:
-    """One pass; returns (collection, task) pairs whose agents must stop the task."""
+def sweep(state: ServiceState) -> tuple[list[str], list[tuple[str, str]]]:
+    """One pass; returns the tasks that failed, and (collection, task) pairs whose agents must stop."""
     with state.db.transaction() as session:
         expired = transfers.expire_deadlines(session)
         stop = [(t.destination_id, t.id) for t in expired if t.held]
     if expired:
         log.warning("%d transfer task(s) failed past their deadline", len(expired))
-    return stop
+    return [t.id for t in expired], stop
 
 
 async def run_transfer_reaper(state: ServiceState) -> None:
     while True:
         await asyncio.sleep(PERIOD_SECONDS)
         try:
-            for collection_id, transfer_id in await anyio.to_thread.run_sync(sweep, state):
+            expired, stop = await anyio.to_thread.run_sync(sweep, state)
+            if expired:
+                state.collections.changed(expired)
+            for collection_id, transfer_id in stop:
                 await state.collections.cancel(collection_id, transfer_id, "its deadline passed")
         except Exception:
             log.exception("transfer reaper pass failed; trying again in %.1f s", PERIOD_SECONDS)
