@@ -96,13 +96,17 @@ def seconds(start: datetime, end: datetime | None) -> float:
 
 
 def bench_passes(client: Client, n: int) -> float:
+    """Wall time on the client from the run request until the run is over, per state (the whole chain
+    runs inside the start request: one transaction writes the run, its state and its log)."""
     flow = client.create_flow("bench passes", pass_chain(n))
     samples = []
     for _ in range(5):
+        started = time.perf_counter()
         run = client.run_flow(flow.id, {})
-        done = client.wait_run(run.run_id, timeout=120, poll=0.05)
-        assert done.status == "SUCCEEDED", done
-        samples.append(seconds(done.start_time, done.completion_time) * 1000 / n)
+        if run.status != "SUCCEEDED":
+            run = client.wait_run(run.run_id, timeout=120, poll=0.01)
+        samples.append((time.perf_counter() - started) * 1000 / n)
+        assert run.status == "SUCCEEDED", run
     return sorted(samples)[len(samples) // 2]
 
 
@@ -115,7 +119,7 @@ def bench_actions(client: Client, endpoint: str, function: str, n: int) -> tuple
         run = client.run_flow(flow.id, {"ep": endpoint, "fn": function})
         done = client.wait_run(run.run_id, timeout=300, poll=0.05)
         assert done.status == "SUCCEEDED", done
-        tasks = [t for t in client.list_tasks(endpoint_id=endpoint) if t.created_at.timestamp() >= sent - 1]
+        tasks = [t for t in client.list_tasks(endpoint_id=endpoint) if t.created_at.timestamp() >= sent]
         own = sum(
             (m["success"] - m["running"]).total_seconds()
             for t in tasks
