@@ -433,3 +433,29 @@ def test_our_providers_answer_the_action_provider_api(admin: Client) -> None:
         json={"request_id": "e-1", "body": {"expression": "x * 2", "arguments": {"x": 21}}},
     )
     assert evaluated["details"]["result"] == 42
+
+
+def test_the_globus_move_flow_runs_unchanged(make_person: Callable[..., Person], tmp_path: Path) -> None:
+    alice = make_person()
+    source, destination = tmp_path / "beamline", tmp_path / "archive"
+    (source / "scan 7").mkdir(parents=True)
+    (source / "scan 7" / "frame-1.h5").write_bytes(b"\x00" * 5000)
+    (source / "scan 7" / "notes.txt").write_text("sample A1")
+    (destination / "raw").mkdir(parents=True)  # Globus mkdir makes one level, as here
+    alice.configure_collection("beamline", source)
+    alice.configure_collection("archive", destination)
+    source_id, destination_id = alice.start_collection("beamline"), alice.start_collection("archive")
+    definition = json.loads((REFERENCE / "move.json").read_text())
+    flow = alice.client.create_flow("move", definition)
+    body = {
+        "source": {"id": source_id, "path": "/scan 7"},
+        "destination": {"id": destination_id, "path": "/raw"},
+    }
+    run = alice.client.run_flow(flow.id, body)
+    done = alice.client.wait_run(run.run_id, timeout=90)
+    assert done.status == "SUCCEEDED", done
+    assert (destination / "raw" / "scan 7" / "notes.txt").read_text() == "sample A1"
+    assert (destination / "raw" / "scan 7" / "frame-1.h5").stat().st_size == 5000
+    assert not (source / "scan 7").exists()
+    names = sorted(entry["name"] for entry in done.output["SourceListing"]["details"]["DATA"])
+    assert names == ["frame-1.h5", "notes.txt"]
