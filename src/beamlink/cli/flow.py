@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from beamlink.cli.context import UrlOption, client
+from beamlink.cli.context import UrlOption, client, parse_input
 from beamlink.cli.output import JsonOption, console, print_json, print_table, when
 from beamlink.cli.run import watch_run
-from beamlink.cli.timer import parse_input
 from beamlink.errors import InvalidInput
 from beamlink.flowlang.parse import parse_document
 from beamlink.protocol.flows import FlowInfo, FlowValidation

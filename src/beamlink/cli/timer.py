@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from beamlink.cli.context import UrlOption, client
+from beamlink.cli.context import UrlOption, client, parse_input
 from beamlink.cli.output import JsonOption, console, print_json, print_table, when
 from beamlink.errors import InvalidInput
 from beamlink.protocol.flows import TimerInfo, TimerSchedule
@@ -32,34 +30,6 @@ _TimeOption = Annotated[
 
 def say(text: str) -> None:
     console.print(text, highlight=False, markup=False)
-
-
-def parse_input(text: str | None, *, option: str = "--input") -> dict[str, Any]:
-    """A JSON object given inline or as ``@FILE``; InvalidInput names the option and the problem."""
-    if text is None:
-        return {}
-    source = "the argument"
-    if text.startswith("@"):
-        path = Path(text[1:]).expanduser()
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise InvalidInput(
-                f"{option}: cannot read {path}: {exc.strerror}", details={"field": option}
-            ) from None
-        source = str(path)
-    try:
-        value = jsonlib.loads(text)
-    except ValueError as exc:
-        raise InvalidInput(
-            f'{option}: {source} is not JSON ({exc}); write e.g. \'{{"sample": "A1"}}\' or @input.json',
-            details={"field": option},
-        ) from None
-    if not isinstance(value, dict):
-        raise InvalidInput(
-            f"{option} must be a JSON object, not {type(value).__name__}", details={"field": option}
-        )
-    return value
 
 
 def parse_time(text: str | None, *, option: str) -> datetime | None:

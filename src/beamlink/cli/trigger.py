@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from beamlink.cli.context import UrlOption, client
+from beamlink.cli.context import UrlOption, client, parse_input
 from beamlink.cli.output import JsonOption, print_json, print_table, when
-from beamlink.cli.timer import InputOption, LabelOption, parse_input, say
+from beamlink.cli.timer import InputOption, LabelOption, say
 from beamlink.protocol.flows import TriggerInfo
 
 __all__ = ["app"]
