@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from beamlink.errors import NotFound, PermissionDenied
+from beamlink.errors import Conflict, NotFound, PermissionDenied
 from beamlink.flowlang import FlowInputInvalid, FlowInvalid
 from beamlink.sdk import Client
 from beamlink.service.launcher import ServiceProcess
@@ -459,3 +459,59 @@ def test_the_globus_move_flow_runs_unchanged(make_person: Callable[..., Person],
     assert not (source / "scan 7").exists()
     names = sorted(entry["name"] for entry in done.output["SourceListing"]["details"]["DATA"])
     assert names == ["frame-1.h5", "notes.txt"]
+
+
+def flaky(marker: str) -> str:
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first try fails")
+    return "second try works"
+
+
+def test_retry_backs_off_and_runs_can_be_resumed_and_released(
+    make_person: Callable[..., Person], tmp_path: Path
+) -> None:
+    alice = make_person()
+    alice.configure("retrypool", THREAD_CONFIG)
+    endpoint_id = alice.start("retrypool")
+    flaky_id = alice.client.register_function(flaky)
+    definition = {
+        "StartAt": "Flaky",
+        "States": {
+            "Flaky": {
+                "Type": "Action",
+                "ActionUrl": "beamlink:compute",
+                "Parameters": {
+                    "endpoint.$": "$.ep",
+                    "function.$": "$.fn",
+                    "kwargs": {"marker.$": "$.marker"},
+                },
+                "Retry": [
+                    {"ErrorEquals": ["ActionFailedException"], "IntervalSeconds": 0.5, "MaxAttempts": 2}
+                ],
+                "ResultPath": "$.flaky",
+                "End": True,
+            }
+        },
+    }
+    flow = alice.client.create_flow("flaky", definition)
+    marker = str(tmp_path / "marker")
+    run = alice.client.run_flow(flow.id, {"ep": endpoint_id, "fn": flaky_id, "marker": marker})
+    done = alice.client.wait_run(run.run_id, timeout=30)
+    assert done.status == "SUCCEEDED", done
+    assert done.output["flaky"]["details"]["result"] == ["second try works"]
+    codes = [e.code for e in alice.client.iter_run_log(run.run_id)]
+    assert codes.count("ActionRetrying") == 1
+    first, second = sorted(alice.client.list_tasks(endpoint_id=endpoint_id), key=lambda t: t.created_at)
+    assert first.state == "failed"
+    assert second.state == "success"
+    assert first.completed_at is not None
+    assert (second.created_at - first.completed_at).total_seconds() >= 0.45  # IntervalSeconds back-off
+
+    with pytest.raises(Conflict):
+        alice.client.resume_run(run.run_id)  # only ACTIVE or INACTIVE runs resume
+    alice.client.release_run(run.run_id)
+    with pytest.raises(NotFound):
+        alice.client.get_run(run.run_id)
