@@ -408,6 +408,11 @@ def test_the_cli_creates_validates_runs_and_watches(
     assert "SUCCEEDED" in watched.stdout
     runs = json.loads(alice.cli("run", "list", "--json").stdout)
     assert runs[0]["output"]["hello"]["details"]["hello"] == "beamline 8-ID"
+    run_id = runs[0]["run_id"]
+    assert json.loads(alice.cli("run", "status", run_id, "--json").stdout)["status"] == "SUCCEEDED"
+    assert "ActionCompleted" in alice.cli("run", "log", run_id).stdout
+    assert "SUCCEEDED" in alice.cli("run", "cancel", run_id).stdout  # an ended run stays as it ended
+    assert alice.cli("run", "resume", run_id).code != 0
     wrong = alice.cli("flow", "run", flow_id, "--input", "{not json")
     assert wrong.code != 0
     assert "--input" in wrong.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -82,15 +83,19 @@ def watch_run(c: Client, run_id: str, *, as_json: bool = False, timeout: float |
     return final
 
 
-@app.command("status")
-def status(run_id: str, url: UrlOption = None, json: JsonOption = False) -> None:
-    """A run's status, current states and error."""
+def _act(url: str | None, as_json: bool, call: Callable[[Client], RunInfo]) -> None:
     with client(url) as c:
-        info = c.get_run(run_id)
-    if json:
+        info = call(c)
+    if as_json:
         print_json(info)
     else:
         _say(_describe(info))
+
+
+@app.command("status")
+def status(run_id: str, url: UrlOption = None, json: JsonOption = False) -> None:
+    """A run's status, current states and error."""
+    _act(url, json, lambda c: c.get_run(run_id))
 
 
 @app.command("log")
@@ -126,23 +131,13 @@ def watch(run_id: str, url: UrlOption = None, json: JsonOption = False) -> None:
 @app.command("cancel")
 def cancel(run_id: str, url: UrlOption = None, json: JsonOption = False) -> None:
     """Cancel a run: its in-flight compute tasks and transfers are canceled too."""
-    with client(url) as c:
-        info = c.cancel_run(run_id)
-    if json:
-        print_json(info)
-    else:
-        _say(_describe(info))
+    _act(url, json, lambda c: c.cancel_run(run_id))
 
 
 @app.command("resume")
 def resume(run_id: str, url: UrlOption = None, json: JsonOption = False) -> None:
     """Resume an INACTIVE run."""
-    with client(url) as c:
-        info = c.resume_run(run_id)
-    if json:
-        print_json(info)
-    else:
-        _say(_describe(info))
+    _act(url, json, lambda c: c.resume_run(run_id))
 
 
 @app.command("release")
