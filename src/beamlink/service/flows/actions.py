@@ -47,14 +47,7 @@ def _provider(kit: Toolkit, name: str) -> Provider:
 
 
 def describe(kit: Toolkit, name: str) -> ProviderDescription:
-    provider = _provider(kit, name)
-    return provider.description.model_copy(
-        update={
-            "synchronous": not provider.background
-            and name != "compute"
-            and name not in ("transfer", "delete")
-        }
-    )
+    return _provider(kit, name).description
 
 
 def _seconds(duration: str | None) -> float:

@@ -20,7 +20,7 @@ import heapq
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
@@ -38,7 +38,7 @@ from beamlink.service.db.base import utcnow
 from beamlink.service.flows import runs
 from beamlink.service.flows.models import ActionRow, Run
 from beamlink.service.flows.providers import builtin_providers, external_provider
-from beamlink.service.flows.providers.base import TERMINAL, ActionSnapshot, Progress, Provider
+from beamlink.service.flows.providers.base import TERMINAL, ActionSnapshot, Progress
 
 if TYPE_CHECKING:
     from beamlink.service.state import ServiceState
@@ -83,7 +83,7 @@ class FlowEngine:
         self._loop = asyncio.get_running_loop()
         self.services.hub.on_results(self._compute_finished)
         self.services.collections.on_changed(self._transfers_finished)
-        run_ids, watch, drives = await self._db(_recover)
+        run_ids, watch, drives = await self._db(lambda s: _recover(s, self.kit))
         self._watch.update(watch)
         for snapshot in drives:
             self._drive(snapshot)
@@ -153,8 +153,7 @@ class FlowEngine:
                 await self.after(effects)
 
     def _schedule(self, run_id: str, seconds: float) -> None:
-        at = utcnow().timestamp() + seconds
-        self._add_wakeup(datetime.fromtimestamp(at, tz=utcnow().tzinfo), run_id)
+        self._add_wakeup(utcnow() + timedelta(seconds=seconds), run_id)
 
     def _add_wakeup(self, at: datetime, run_id: str) -> None:
         heapq.heappush(self._wakeups, (at, run_id))
@@ -295,7 +294,7 @@ class FlowEngine:
 
     async def resume_run(self, principal: Principal, run_id: str) -> RunInfo:
         await self._db(lambda s: runs.resume_run(s, principal, run_id))
-        drives = await self._db(lambda s: _drives_of(s, run_id))
+        drives = await self._db(lambda s: _drives_of(s, self.kit, run_id))
         for snapshot in drives:
             self._drive(snapshot)
         return await self._advance_and_show(principal, run_id)
@@ -306,23 +305,15 @@ class FlowEngine:
         return await self._db(lambda s: runs.run_info(s, principal, runs.get_run(s, principal, run_id)))
 
 
-def _drives_of(session: Session, run_id: str | None = None) -> list[ActionSnapshot]:
-    background = [name for name, p in _background_providers().items()]
+def _drives_of(session: Session, kit: runs.Toolkit, run_id: str | None = None) -> list[ActionSnapshot]:
+    """Live actions whose provider works in the background (external ones included): drive them again."""
     query = select(ActionRow).where(ActionRow.status.in_(("ACTIVE", "INACTIVE")), ActionRow.started.is_(True))
     if run_id is not None:
         query = query.where(ActionRow.run_id == run_id)
-    return [
-        ActionSnapshot.of(row)
-        for row in session.scalars(query)
-        if row.provider in background or row.provider not in BUILTIN_PROVIDERS
-    ]
+    return [ActionSnapshot.of(row) for row in session.scalars(query) if kit.provider(row.provider).background]
 
 
-def _background_providers() -> dict[str, Provider]:
-    return {name: p for name, p in builtin_providers().items() if p.background}
-
-
-def _recover(session: Session) -> tuple[list[str], dict[str, str], list[ActionSnapshot]]:
+def _recover(session: Session, kit: runs.Toolkit) -> tuple[list[str], dict[str, str], list[ActionSnapshot]]:
     run_ids = list(session.scalars(select(Run.id).where(Run.status.in_(runs.ACTIVE_STATUSES))))
     watch = {
         ref: run_id
@@ -335,4 +326,4 @@ def _recover(session: Session) -> tuple[list[str], dict[str, str], list[ActionSn
         )
         if ref is not None and run_id is not None
     }
-    return run_ids, watch, _drives_of(session)
+    return run_ids, watch, _drives_of(session, kit)
