@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         "(smtps:// for TLS). Without it only webhooks are sent.",
     )
     smtp_from: str = Field(default="beamlink@localhost", description="Sender address of notify emails.")
+    search_max_entry_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest content (JSON bytes) of one search entry; an ingest over it is refused.",
+    )
     admin_username: str | None = Field(
         default=None, description="Name of the admin created on first start (default: the local user)."
     )

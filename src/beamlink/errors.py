@@ -65,6 +65,7 @@ __all__ = [
     "PathOutsideCollection",
     "PayloadTooLarge",
     "PermissionDenied",
+    "QuerySyntaxError",
     "RemoteExecutionError",
     "ResultTooLarge",
     "RouteNotFound",
@@ -370,6 +371,13 @@ class CollectionOffline(ServiceUnavailable):
 
     code = "COLLECTION_OFFLINE"
     status = 503
+
+
+class QuerySyntaxError(InvalidInput):
+    """A search query ``q`` is not well formed; ``details.position`` is the 0-based offset of the mistake."""
+
+    code = "QUERY_SYNTAX_ERROR"
+    status = 400
 
 
 class WaitTimeout(BeamlinkError):

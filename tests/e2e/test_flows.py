@@ -300,6 +300,7 @@ def test_transfer_then_compute_with_the_globus_reference_shapes(
     alice.configure("analysis", THREAD_CONFIG)
     endpoint_id = alice.start("analysis")
     function_id = alice.client.register_function(analyse)
+    index = alice.client.create_index(f"results-{alice.username}")
     definition = json.loads((REFERENCE / "transfer-compute-publish.json").read_text())
     flow = alice.client.create_flow("reference", definition)
     body = {
@@ -311,7 +312,7 @@ def test_transfer_then_compute_with_the_globus_reference_shapes(
             "compute_endpoint": endpoint_id,
             "analysis_function": function_id,
             "threshold": 4,
-            "index": "none",
+            "index": index.name,
         }
     }
     run = alice.client.run_flow(flow.id, body)
@@ -320,10 +321,13 @@ def test_transfer_then_compute_with_the_globus_reference_shapes(
     log = {e.state_name: e for e in alice.client.iter_run_log(run.run_id) if e.state_name}
     assert "TransferRaw" in log
     assert "Analyse" in log
-    assert done.status in ("SUCCEEDED", "FAILED"), done
-    # Analyse ran on the transferred file: 3 values over 4.
-    state = alice.client.get_run(run.run_id)
-    assert state.status == done.status
+    assert done.status == "SUCCEEDED", done
+    assert done.output["Summary"] == {"peaks": 3, "title": "Analysis of raw.txt"}
+    # The publish step put the record in the index, visible to everyone (the flow says "public").
+    assert done.output["Publish"]["details"]["created"] == 1
+    found = Client(alice.url, token="-").search(index.name, "raw.txt")
+    assert [hit.subject for hit in found.gmeta] == ["/raw.txt"]
+    assert found.gmeta[0].entries[0].content == {"title": "Analysis of raw.txt", "peaks": 3}
 
 
 def test_a_run_survives_kill_9_of_the_service_without_repeating_its_action(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from beamlink.cli import (
     functions,
     groups,
     run,
+    search,
     tasks,
     timer,
     tokens,
@@ -80,6 +81,7 @@ app.add_typer(flow.app, name="flow")
 app.add_typer(run.app, name="run")
 app.add_typer(timer.app, name="timer")
 app.add_typer(trigger.app, name="trigger")
+app.add_typer(search.app, name="search")
 
 # Exit codes scripts can rely on.
 EXIT_ERROR = 1

@@ -20,12 +20,13 @@ from beamlink.sdk._base import quote_segment as q
 from beamlink.sdk.compute import ComputeMixin
 from beamlink.sdk.flows import FlowsMixin
 from beamlink.sdk.schedules import SchedulesMixin
+from beamlink.sdk.search import SearchMixin
 from beamlink.sdk.transfer import TransferMixin
 
 __all__ = ["Client"]
 
 
-class Client(ComputeMixin, TransferMixin, FlowsMixin, SchedulesMixin):
+class Client(ComputeMixin, TransferMixin, FlowsMixin, SchedulesMixin, SearchMixin):
     """A connection to one beamlink service. See :class:`BaseClient` for how url and token are found."""
 
     # -- service ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from beamlink.service.api import actions as actions_api
 from beamlink.service.api import agents, auth, clients, compute, groups, health, users
 from beamlink.service.api import collections as collections_api
 from beamlink.service.api import flows as flows_api
+from beamlink.service.api import search as search_api
 from beamlink.service.api import timers as timers_api
 from beamlink.service.api import transfers as transfers_api
 from beamlink.service.api.errors import install_error_handlers
@@ -52,6 +53,7 @@ ROUTERS = (
     actions_api.router,
     timers_api.timers_router,
     timers_api.triggers_router,
+    search_api.router,
     agents.router,
 )
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from beamlink.config import Settings
-from beamlink.errors import InvalidInput, ServiceUnavailable
+from beamlink.errors import InvalidInput
 from beamlink.service.auth.principal import Principal
 from beamlink.service.db.engine import Database
 from beamlink.service.flows.models import ActionRow
@@ -27,8 +27,6 @@ from beamlink.service.flows.providers.basic import (
     ExpressionEvalProvider,
     HelloWorldProvider,
     NotifyProvider,
-    SearchDeleteProvider,
-    SearchIngestProvider,
     StrictBody,
     _EmailBody,
     build_email,
@@ -412,11 +410,3 @@ def test_an_email_the_server_cannot_take_fails_with_the_reason(tmp_path: Path) -
     assert progress.details["code"] == "EmailNotSent"
     assert "127.0.0.1" in progress.details["description"]
 
-
-# -- search ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("provider", [SearchIngestProvider(), SearchDeleteProvider()])
-def test_search_actions_say_search_is_not_available_yet(services: ServiceState, provider: Any) -> None:
-    with pytest.raises(ServiceUnavailable, match="search is not available in this version"):
-        provider.start(call(services, {"search_index": "x"}, provider.name))

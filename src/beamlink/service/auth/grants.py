@@ -10,7 +10,7 @@ from beamlink.service.auth import permissions
 from beamlink.service.auth.groups import find_group
 from beamlink.service.auth.models import Grant, Group, User
 
-__all__ = ["add_grant", "grant_info", "resolve_principal"]
+__all__ = ["add_grant", "grant_info", "parse_principal", "resolve_principal"]
 
 
 def resolve_principal(session: Session, principal_type: str, principal: str | None) -> str | None:
@@ -66,3 +66,35 @@ def grant_info(session: Session, row: Grant) -> GrantInfo:
         role=row.role,
         created_at=row.created_at,
     )
+
+
+_USER_URN = "urn:globus:auth:identity:"
+_GROUP_URN = "urn:globus:groups:id:"
+
+
+def parse_principal(session: Session, text: str, *, field: str) -> tuple[str, str | None]:
+    """``(principal_type, principal_id)`` for one entry of a role list; NotFound/InvalidInput name it."""
+    value = text.strip()
+    lowered = value.lower()
+    if lowered == permissions.PUBLIC:
+        return permissions.PUBLIC, None
+    if lowered in (permissions.ALL_AUTHENTICATED, "all_authenticated"):
+        return permissions.ALL_AUTHENTICATED, None
+    if lowered.startswith(_USER_URN):
+        kind, name = "user", value[len(_USER_URN) :]
+    elif lowered.startswith(_GROUP_URN):
+        kind, name = "group", value[len(_GROUP_URN) :]
+    elif ":" in value:
+        kind, _, name = value.partition(":")
+        kind = kind.lower()
+        if kind not in ("user", "group"):
+            raise InvalidInput(
+                f"{field}: {text!r} is not a principal: write 'user:NAME', 'group:NAME', 'public' or "
+                "'all_authenticated_users'",
+                details={"field": field, "value": text},
+            )
+    else:
+        kind, name = "user", value
+    if not name:
+        raise InvalidInput(f"{field}: {text!r} names nobody", details={"field": field, "value": text})
+    return kind, resolve_principal(session, kind, name)

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from beamlink.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from beamlink.protocol.flows import ActionRequest, ProviderDescription
 from beamlink.service.auth import permissions
+from beamlink.service.auth.grants import parse_principal
 from beamlink.service.auth.principal import Principal
 from beamlink.service.db.base import new_id, utcnow
 from beamlink.service.flows.models import ActionRow
 from beamlink.service.flows.providers.base import TERMINAL, ActionCall, ActionSnapshot, Progress, Provider
-from beamlink.service.flows.roles import parse_principal
 from beamlink.service.flows.runs import Effects, Toolkit, apply_progress
 
 __all__ = [

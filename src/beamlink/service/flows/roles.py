@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from beamlink.errors import InvalidInput
 from beamlink.service.auth import permissions
-from beamlink.service.auth.grants import resolve_principal
+from beamlink.service.auth.grants import parse_principal
 from beamlink.service.auth.models import Grant, Group, User
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "FLOW_POLICY",
     "RUN_LIST_ROLES",
     "RUN_POLICY",
-    "parse_principal",
     "role_lists",
     "set_role_list",
 ]
@@ -55,37 +53,6 @@ FLOW_LIST_ROLES: Mapping[str, str] = {
 }
 #: RunCreate field → run role.
 RUN_LIST_ROLES: Mapping[str, str] = {"run_managers": "manager", "run_monitors": "monitor"}
-
-_USER_URN = "urn:globus:auth:identity:"
-_GROUP_URN = "urn:globus:groups:id:"
-
-
-def parse_principal(session: Session, text: str, *, field: str) -> tuple[str, str | None]:
-    """``(principal_type, principal_id)`` for one entry of a role list; NotFound/InvalidInput name it."""
-    value = text.strip()
-    lowered = value.lower()
-    if lowered == permissions.PUBLIC:
-        return permissions.PUBLIC, None
-    if lowered in (permissions.ALL_AUTHENTICATED, "all_authenticated"):
-        return permissions.ALL_AUTHENTICATED, None
-    if lowered.startswith(_USER_URN):
-        kind, name = "user", value[len(_USER_URN) :]
-    elif lowered.startswith(_GROUP_URN):
-        kind, name = "group", value[len(_GROUP_URN) :]
-    elif ":" in value:
-        kind, _, name = value.partition(":")
-        kind = kind.lower()
-        if kind not in ("user", "group"):
-            raise InvalidInput(
-                f"{field}: {text!r} is not a principal: write 'user:NAME', 'group:NAME', 'public' or "
-                "'all_authenticated_users'",
-                details={"field": field, "value": text},
-            )
-    else:
-        kind, name = "user", value
-    if not name:
-        raise InvalidInput(f"{field}: {text!r} names nobody", details={"field": field, "value": text})
-    return kind, resolve_principal(session, kind, name)
 
 
 def set_role_list(

@@ -16,8 +16,6 @@ def builtin_providers() -> dict[str, Provider]:
         ExpressionEvalProvider,
         HelloWorldProvider,
         NotifyProvider,
-        SearchDeleteProvider,
-        SearchIngestProvider,
     )
     from beamlink.service.flows.providers.collection_ops import (
         LsProvider,
@@ -25,6 +23,7 @@ def builtin_providers() -> dict[str, Provider]:
         WaitForFilesProvider,
     )
     from beamlink.service.flows.providers.compute import ComputeProvider
+    from beamlink.service.flows.providers.search import SearchDeleteProvider, SearchIngestProvider
     from beamlink.service.flows.providers.transfer import DeleteProvider, TransferProvider
 
     classes: list[type[Provider]] = [

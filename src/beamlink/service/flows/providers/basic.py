@@ -1,4 +1,4 @@
-"""The small built-in providers: hello_world, expression_eval, notify, and the search placeholders.
+"""The small built-in providers: hello_world, expression_eval and notify.
 
 Bodies follow the Globus-hosted providers of the same name (``actions.globus.org/hello_world``,
 ``/expression_eval``, ``/notification/notify``), so a Globus flow runs unchanged; each body is checked
@@ -22,7 +22,7 @@ import anyio.to_thread
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from beamlink.errors import InvalidInput, ServiceUnavailable
+from beamlink.errors import InvalidInput
 from beamlink.flowlang.errors import StatesError
 from beamlink.flowlang.expressions import check_expression, evaluate_expression
 from beamlink.protocol.flows import ProviderDescription
@@ -32,10 +32,9 @@ __all__ = [
     "ExpressionEvalProvider",
     "HelloWorldProvider",
     "NotifyProvider",
-    "SearchDeleteProvider",
-    "SearchIngestProvider",
     "StrictBody",
     "build_email",
+    "description_of",
     "parse_body",
 ]
 
@@ -82,7 +81,7 @@ def parse_body(model: type[M], body: Any, provider: str) -> M:
         raise InvalidInput(message, details={"field": field}) from None
 
 
-def _description(
+def description_of(
     title: str, model: Any, *, synchronous: bool, subtitle: str | None = None
 ) -> ProviderDescription:
     return ProviderDescription(
@@ -113,7 +112,7 @@ class HelloWorldProvider(Provider):
     """
 
     name = "hello_world"
-    description = _description(
+    description = description_of(
         "Hello World", _HelloBody, synchronous=False, subtitle="Echoes a string, optionally after a sleep"
     )
     background = True
@@ -183,7 +182,7 @@ class ExpressionEvalProvider(Provider):
     """
 
     name = "expression_eval"
-    description = _description(
+    description = description_of(
         "Expression evaluation", _Expression | _Expressions, synchronous=True, subtitle="Safe expressions"
     )
 
@@ -354,7 +353,7 @@ class NotifyProvider(Provider):
     """
 
     name = "notify"
-    description = _description(
+    description = description_of(
         "Notify", _WebhookBody | _EmailBody, synchronous=False, subtitle="Webhook or email"
     )
     background = True
@@ -447,29 +446,3 @@ class NotifyProvider(Provider):
             },
             "Succeeded",
         )
-
-
-# -- search (not built yet) --------------------------------------------------------------------------
-
-
-class _SearchUnavailable(Provider):
-    def start(self, call: ActionCall) -> Progress:
-        raise ServiceUnavailable(
-            f"search is not available in this version of beamlink, so the {self.name} action cannot run: "
-            "remove the state from the flow, or catch ActionUnableToRun to go on without it",
-            details={"provider": self.name},
-        )
-
-
-class SearchIngestProvider(_SearchUnavailable):
-    """Globus Search ingest; refused until beamlink has search."""
-
-    name = "search_ingest"
-    description = ProviderDescription(title="Search ingest (not available yet)")
-
-
-class SearchDeleteProvider(_SearchUnavailable):
-    """Globus Search delete; refused until beamlink has search."""
-
-    name = "search_delete"
-    description = ProviderDescription(title="Search delete (not available yet)")

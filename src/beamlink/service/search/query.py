@@ -1,0 +1,392 @@
+"""Queries: ``q`` (full text and field terms), filters, facets, sort and paging, compiled to one SQL
+statement per part, with visibility in the WHERE clause.
+
+Full text is the one part each database does its own way: FTS5 ``MATCH`` on SQLite, a ``tsvector``
+``@@`` ``tsquery`` on PostgreSQL. A text-only stretch of the query tree (words, phrases, prefixes,
+AND/OR) becomes one full-text expression; field terms and NOT are SQL around it. Filters, facets and
+sorting read ``search_fields``, the same SQL on both databases.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    cast,
+    column,
+    exists,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    table,
+    true,
+)
+from sqlalchemy.orm import Session, aliased
+
+from beamlink.errors import InvalidInput
+from beamlink.protocol.search import (
+    DeleteByQuery,
+    DeleteResult,
+    FacetBucket,
+    FacetRequest,
+    FacetResult,
+    FilterRequest,
+    RangeValue,
+    SearchHit,
+    SearchRequest,
+    SearchResult,
+)
+from beamlink.service.auth.principal import Principal
+from beamlink.service.search import records
+from beamlink.service.search.fields import check_field_name, date_key
+from beamlink.service.search.indexes import find_index, require_role
+from beamlink.service.search.models import SearchEntry, SearchField, SearchIndex
+from beamlink.service.search.syntax import And, FieldMatch, Node, Not, Or, Phrase, Term, parse_query
+
+__all__ = ["delete_by_query", "search"]
+
+_FTS = table("search_fts", column("rowid"), column("search_fts"), column("rank"))
+_TSV: ColumnElement[Any] = literal_column("search_entries.tsv")
+_DATE_PREFIX = {"year": 4, "month": 7, "day": 10, "hour": 13, "minute": 16, "second": 19}
+_WORD = re.compile(r"[^\W_]+")
+
+
+# -- full text -----------------------------------------------------------------------------------------
+
+
+def _text_only(node: Node) -> bool:
+    if isinstance(node, Term | Phrase):
+        return True
+    if isinstance(node, And | Or):
+        return all(_text_only(child) for child in node.children)
+    return False
+
+
+def _fts5(node: Node) -> str:
+    """An FTS5 query string; every word is quoted, so nothing in it is FTS5 syntax by accident."""
+    if isinstance(node, Term):
+        return '"' + node.word.replace('"', '""') + '"' + ("*" if node.prefix else "")
+    if isinstance(node, Phrase):
+        return '"' + node.words.replace('"', '""') + '"'
+    assert isinstance(node, And | Or)
+    joiner = " AND " if isinstance(node, And) else " OR "
+    return "(" + joiner.join(_fts5(child) for child in node.children) + ")"
+
+
+def _tsquery(node: Node) -> ColumnElement[Any]:
+    """A PostgreSQL tsquery built from bound values (phraseto_tsquery tokenises as to_tsvector does)."""
+    if isinstance(node, Term) and node.prefix:
+        words = _WORD.findall(node.word.lower())
+        if not words:
+            return func.to_tsquery("simple", "")
+        text = " <-> ".join(f"'{word}'" for word in words) + ":*"
+        return func.to_tsquery("simple", text)
+    if isinstance(node, Term | Phrase):
+        # Split on punctuation as the stored text was (migration 0005), then match the words in order.
+        text = node.word if isinstance(node, Term) else node.words
+        return func.phraseto_tsquery("simple", " ".join(_WORD.findall(text)))
+    assert isinstance(node, And | Or)
+    operator = "&&" if isinstance(node, And) else "||"
+    combined = _tsquery(node.children[0])
+    for child in node.children[1:]:
+        combined = combined.op(operator)(_tsquery(child))
+    return combined
+
+
+@dataclass(frozen=True)
+class _Compiler:
+    dialect: str
+
+    def text_clause(self, node: Node) -> ColumnElement[bool]:
+        if self.dialect == "sqlite":
+            matched = select(_FTS.c.rowid).where(_FTS.c.search_fts.op("MATCH")(_fts5(node)))
+            return SearchEntry.pk.in_(matched)
+        return _TSV.op("@@")(_tsquery(node))
+
+    def relevance(self, node: Node) -> ColumnElement[Any]:
+        """An ORDER BY term, best match first."""
+        if self.dialect == "sqlite":
+            # bm25 is negative (more negative: better); a correlated lookup by rowid is cheap in FTS5.
+            return (
+                select(_FTS.c.rank)
+                .where(_FTS.c.search_fts.op("MATCH")(_fts5(node)), _FTS.c.rowid == SearchEntry.pk)
+                .scalar_subquery()
+                .asc()
+            )
+        return func.ts_rank(_TSV, _tsquery(node)).desc()
+
+    def compile(self, node: Node) -> ColumnElement[bool]:
+        if _text_only(node):
+            return self.text_clause(node)
+        if isinstance(node, FieldMatch):
+            return _field_match(node)
+        if isinstance(node, Not):
+            return not_(self.compile(node.child))
+        assert isinstance(node, And | Or)
+        # Text-only children are folded into one full-text expression; the rest stay SQL.
+        texts = [child for child in node.children if _text_only(child)]
+        others = [self.compile(child) for child in node.children if not _text_only(child)]
+        parts = list(others)
+        if texts:
+            folded = texts[0] if len(texts) == 1 else type(node)(tuple(texts))
+            parts.insert(0, self.text_clause(folded))
+        return and_(*parts) if isinstance(node, And) else or_(*parts)
+
+
+# -- fields --------------------------------------------------------------------------------------------
+
+
+def _has_field(field: str, condition: ColumnElement[bool], *, alias: Any = None) -> ColumnElement[bool]:
+    f = alias if alias is not None else aliased(SearchField)
+    return exists(select(f.id).where(f.entry_pk == SearchEntry.pk, f.field == field, condition))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _compare(f: Any, op: str, value: str) -> ColumnElement[bool]:
+    number = _number(value)
+    bound: float | str
+    if number is not None:
+        target, bound = f.value_num, number
+    elif (date := date_key(value)) is not None:
+        target, bound = f.value_date, date
+    else:
+        target, bound = f.value_key, value.lower()
+    result: ColumnElement[bool] = target.op(op)(bound)
+    return result
+
+
+def _like_prefix(value: str) -> str:
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _field_match(node: FieldMatch) -> ColumnElement[bool]:
+    field = check_field_name(node.field, where="q")
+    f = aliased(SearchField)
+    if node.op != ":":
+        return _has_field(field, _compare(f, node.op, node.value), alias=f)
+    if node.prefix:
+        return _has_field(field, f.value_key.like(_like_prefix(node.value), escape="\\"), alias=f)
+    return _has_field(field, f.value_key == node.value.lower()[:256], alias=f)
+
+
+def _text_of(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        number = _number(value)
+        if isinstance(value, float) and number is not None and number.is_integer():
+            return str(int(number))
+        return str(value)
+    raise InvalidInput(
+        f"{where}: filter values are strings or numbers, got {type(value).__name__}", details={"field": where}
+    )
+
+
+def _bound(value: float | str | None) -> float | str | None:
+    return None if value is None or value == "*" else value
+
+
+def _range_clause(field: str, raw: Any, where: str) -> ColumnElement[bool]:
+    if not isinstance(raw, dict):
+        raise InvalidInput(
+            f"{where}: a range value is an object {{'from': ..., 'to': ...}} ('*' leaves an end open)",
+            details={"field": where},
+        )
+    try:
+        bounds = RangeValue.model_validate(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: {exc}", details={"field": where}) from None
+    low, high = _bound(bounds.from_), _bound(bounds.to)
+    f = aliased(SearchField)
+    conditions: list[ColumnElement[bool]] = []
+    for value, op in ((low, ">="), (high, "<=")):
+        if value is None:
+            continue
+        if _number(value) is None and date_key(str(value)) is None:
+            raise InvalidInput(
+                f"{where}: range bound {value!r} is neither a number nor an ISO 8601 date (2026-11-21 or "
+                "2026-11-21T10:00:00Z)",
+                details={"field": where, "value": value},
+            )
+        conditions.append(_compare(f, op, str(value)))
+    if not conditions:
+        return _has_field(field, true(), alias=f)
+    return _has_field(field, and_(*conditions), alias=f)
+
+
+def _filter_clause(item: FilterRequest, position: int) -> ColumnElement[bool]:
+    where = f"filters/{position}"
+    field = check_field_name(item.field_name, where=f"{where}/field_name")
+    if item.type == "range":
+        return or_(*[_range_clause(field, raw, f"{where}/values/{n}") for n, raw in enumerate(item.values)])
+    keys = [_text_of(value, f"{where}/values/{n}").lower()[:256] for n, value in enumerate(item.values)]
+    if item.type == "match_all":
+        clauses = []
+        for key in keys:
+            each = aliased(SearchField)
+            clauses.append(_has_field(field, each.value_key == key, alias=each))
+        return and_(*clauses)
+    f = aliased(SearchField)
+    return _has_field(field, f.value_key.in_(keys), alias=f)
+
+
+# -- facets --------------------------------------------------------------------------------------------
+
+
+def _facet(
+    session: Session, dialect: str, facet: FacetRequest, matched: Select[Any], position: int
+) -> FacetResult:
+    field = check_field_name(facet.field_name, where=f"facets/{position}/field_name")
+    name = facet.name or facet.field_name
+    f = SearchField
+    in_set = and_(f.field == field, f.entry_pk.in_(matched))
+    count = func.count(func.distinct(f.entry_pk))
+    if facet.type in ("sum", "avg"):
+        aggregate = func.sum(f.value_num) if facet.type == "sum" else func.avg(f.value_num)
+        value = session.scalar(select(aggregate).where(in_set, f.value_num.is_not(None)))
+        return FacetResult(name=name, value=None if value is None else float(value))
+    if facet.type == "terms":
+        rows = session.execute(
+            select(f.value_text, count)
+            .where(in_set)
+            .group_by(f.value_text)
+            .order_by(count.desc(), f.value_text)
+            .limit(facet.size)
+        ).all()
+        return FacetResult(name=name, buckets=[FacetBucket(value=v, count=c) for v, c in rows])
+    if facet.type == "date_histogram":
+        bucket = func.substr(f.value_date, 1, _DATE_PREFIX[facet.date_interval or "day"])
+        rows = session.execute(
+            select(bucket, count).where(in_set, f.value_date.is_not(None)).group_by(bucket).order_by(bucket)
+        ).all()
+        return FacetResult(name=name, buckets=[FacetBucket(value=v, count=c) for v, c in rows])
+    return _numeric_histogram(session, dialect, facet, name, in_set, count, position)
+
+
+def _numeric_histogram(
+    session: Session,
+    dialect: str,
+    facet: FacetRequest,
+    name: str,
+    in_set: ColumnElement[bool],
+    count: Any,
+    position: int,
+) -> FacetResult:
+    where = f"facets/{position}/histogram_range"
+    bounds = facet.histogram_range or {}
+    low, high = bounds.get("low"), bounds.get("high")
+    if low is None or high is None or not high > low:
+        raise InvalidInput(
+            f"{where}: a numeric_histogram needs histogram_range {{'low': L, 'high': H}} with H > L",
+            details={"field": where},
+        )
+    width = (high - low) / facet.size
+    f = SearchField
+    scaled = (f.value_num - low) / width
+    # CAST truncates on SQLite but rounds on PostgreSQL; floor() is what both mean here.
+    slot = func.floor(scaled) if dialect == "postgresql" else cast(scaled, Integer)
+    slot = func.min(slot, facet.size - 1) if dialect == "sqlite" else func.least(slot, facet.size - 1)
+    rows: dict[Any, int] = dict(
+        session.execute(
+            select(slot, count).where(in_set, f.value_num >= low, f.value_num <= high).group_by(slot)
+        ).all()
+    )
+    buckets = [
+        FacetBucket(value={"from": low + i * width, "to": low + (i + 1) * width}, count=int(rows.get(i, 0)))
+        for i in range(facet.size)
+    ]
+    return FacetResult(name=name, buckets=buckets)
+
+
+# -- the query -----------------------------------------------------------------------------------------
+
+
+def _where(
+    dialect: str, index: SearchIndex, q: str, filters: list[FilterRequest]
+) -> tuple[ColumnElement[bool], Node | None]:
+    tree = parse_query(q)
+    clauses: list[ColumnElement[bool]] = [SearchEntry.index_id == index.id]
+    if tree is not None:
+        clauses.append(_Compiler(dialect).compile(tree))
+    clauses += [_filter_clause(item, n) for n, item in enumerate(filters)]
+    return and_(*clauses), tree
+
+
+def _order(dialect: str, request: SearchRequest, tree: Node | None) -> list[Any]:
+    order: list[Any] = []
+    for position, item in enumerate(request.sort):
+        field = check_field_name(item.field_name, where=f"sort/{position}/field_name")
+        for attribute in (SearchField.value_num, SearchField.value_date, SearchField.value_key):
+            f = aliased(SearchField)
+            target = getattr(f, attribute.key)
+            pick = func.min(target) if item.order == "asc" else func.max(target)
+            value = select(pick).where(f.entry_pk == SearchEntry.pk, f.field == field).scalar_subquery()
+            order.append((value.asc() if item.order == "asc" else value.desc()).nulls_last())
+    if not order and tree is not None and _text_only(tree):
+        order.append(_Compiler(dialect).relevance(tree))
+    order += [SearchEntry.updated_at.desc(), SearchEntry.pk.desc()]
+    return order
+
+
+def search(session: Session, principal: Principal | None, ref: str, request: SearchRequest) -> SearchResult:
+    """The entries of index ``ref`` matching ``request`` that the caller may see, grouped by subject."""
+    index = find_index(session, ref)
+    dialect = session.get_bind().dialect.name
+    where, tree = _where(dialect, index, request.q, request.filters)
+    if request.bypass_visible_to:
+        require_role(session, principal, ref, "admin")
+    else:
+        where = and_(where, records.visible_clause(principal))
+    total = session.scalar(select(func.count()).select_from(SearchEntry).where(where)) or 0
+    rows: list[SearchEntry] = []
+    if request.limit and request.offset < total:
+        page = (
+            select(SearchEntry)
+            .where(where)
+            .order_by(*_order(dialect, request, tree))
+            .offset(request.offset)
+            .limit(request.limit)
+        )
+        rows = list(session.scalars(page))
+    hits: dict[str, SearchHit] = {}
+    for row in rows:
+        hit = hits.setdefault(row.subject, SearchHit(subject=row.subject, entries=[]))
+        hit.entries.append(records.entry_info(row))
+    matched = select(SearchEntry.pk).where(where)
+    facets = [_facet(session, dialect, facet, matched, n) for n, facet in enumerate(request.facets)]
+    return SearchResult(
+        total=total,
+        count=len(rows),
+        offset=request.offset,
+        has_next_page=request.offset + len(rows) < total,
+        gmeta=list(hits.values()),
+        facet_results=facets,
+    )
+
+
+def delete_by_query(session: Session, principal: Principal, ref: str, body: DeleteByQuery) -> DeleteResult:
+    """Delete every entry of the index matching ``body`` (writers; whatever its visible_to)."""
+    index = require_role(session, principal, ref, "writer")
+    where, _ = _where(session.get_bind().dialect.name, index, body.q, body.filters)
+    return records.delete_entries(session, index, where)
