@@ -46,6 +46,7 @@ class BaseClient:
     Token, first found wins: ``token=``; ``BEAMLINK_TOKEN``; client credentials (``client_id=`` and
     ``client_secret=``, or ``BEAMLINK_CLIENT_ID``/``BEAMLINK_CLIENT_SECRET``), exchanged for a token on
     first use; the credentials file ``$BEAMLINK_HOME/credentials.json`` written by ``beamlink login``.
+    ``anonymous=True`` sends no token at all (public search results, health).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class BaseClient:
         home: str | Path | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        anonymous: bool = False,
     ) -> None:
         self.home = Path(home).expanduser() if home else default_home()
         self.url = resolve_url(url, self.home)
@@ -65,8 +67,10 @@ class BaseClient:
         self._client_secret = client_secret or os.environ.get("BEAMLINK_CLIENT_SECRET")
         if client_id and not client_secret:
             raise AuthenticationFailed("client_id was given without client_secret: pass both")
-        self._token = token or os.environ.get("BEAMLINK_TOKEN")
-        if not self._token and not (self._client_id and self._client_secret):
+        self._token = None if anonymous else token or os.environ.get("BEAMLINK_TOKEN")
+        if anonymous:
+            self._client_id = self._client_secret = None
+        elif not self._token and not (self._client_id and self._client_secret):
             stored = read_credentials(self.home / "credentials.json")
             if stored is not None and stored.url.rstrip("/") == self.url:
                 self._token = stored.token
