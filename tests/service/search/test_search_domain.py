@@ -294,12 +294,19 @@ def test_deletes_by_subject_entry_and_query(world: World) -> None:
     # A writer's delete reaches entries whatever their visibility (run-3 is bob's, run-4 the group's).
     assert (by_query.subjects, by_query.entries) == (2, 2)
     assert world.subjects(world.alice, bypass_visible_to=True) == ["run-5"]
+    # A query on a field (which reads search_fields) deletes too.
+    world.ingest(_record("run-6", ["public"], sample="none"))
+    by_field = query.delete_by_query(
+        world.session, world.alice, "xpcs", DeleteByQuery(q="sample:none temperature:>30")
+    )
+    assert (by_field.subjects, by_field.entries) == (1, 1)
+    assert world.subjects(world.alice, bypass_visible_to=True) == ["run-6"]
     # Full text forgets deleted entries too.
     assert world.search(world.bob, q="lysozyme").total == 0
     with pytest.raises(NotFound):
-        records.delete_entry(world.session, world.alice, "xpcs", "run-5", "no-such-entry")
+        records.delete_entry(world.session, world.alice, "xpcs", "run-6", "no-such-entry")
     with pytest.raises(PermissionDenied):
-        records.delete_subjects(world.session, world.bob, "xpcs", ["run-5"])
+        records.delete_subjects(world.session, world.bob, "xpcs", ["run-6"])
     with pytest.raises(ValueError, match="needs q or filters"):
         DeleteByQuery()
 

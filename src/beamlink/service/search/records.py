@@ -56,6 +56,9 @@ __all__ = [
 ]
 
 
+_DELETE_CHUNK = 500
+
+
 def caller_principals(principal: Principal | None) -> list[str]:
     """The visibility keys that let this caller see an entry."""
     keys = [permissions.PUBLIC]
@@ -275,11 +278,11 @@ def _delete_where(session: Session, index: SearchIndex, where: Any) -> DeleteRes
     subjects, entries = session.execute(
         select(func.count(func.distinct(SearchEntry.subject)), func.count()).where(condition)
     ).one()
-    # Row by row through the ORM would be slow; the foreign keys cascade to the derived rows.
-    pks = select(SearchEntry.pk).where(condition).scalar_subquery()
-    for model in (SearchVisibility, SearchField, SearchEntryFile):
-        session.execute(delete(model).where(model.entry_pk.in_(pks)))
-    session.execute(delete(SearchEntry).where(condition))
+    # The condition may read search_fields, so the entries are chosen before anything is deleted; the
+    # foreign keys cascade from each entry to its derived rows (and the FTS5 trigger forgets its words).
+    pks = list(session.scalars(select(SearchEntry.pk).where(condition)))
+    for start in range(0, len(pks), _DELETE_CHUNK):
+        session.execute(delete(SearchEntry).where(SearchEntry.pk.in_(pks[start : start + _DELETE_CHUNK])))
     index.updated_at = utcnow()
     return DeleteResult(index_id=index.id, subjects=subjects, entries=entries)
 
