@@ -104,7 +104,11 @@ def test_a_record_may_reference_only_files_its_writer_can_read(
     # bob may write to the index but cannot read alice's collection, so he cannot publish her files.
     with pytest.raises(NotFound, match="/records/0/entries/0/content/thumbnail"):
         bob.client.ingest(name, record)
+    record["entries"][0]["content"]["thumbnail"]["collection"] = "data"  # her own name for it
     assert alice.client.ingest(name, record).created == 1
+    # Stored by id: the name means nothing to anyone else who sees the record.
+    stored = bob.client.get_subject(name, "run-9").entries[0].content
+    assert stored["thumbnail"] == {"collection": collection_id, "path": "/plot.png"}
 
 
 def test_the_cli_creates_ingests_queries_shows_and_deletes(cli: RunCli, tmp_path: Path) -> None:

@@ -409,4 +409,3 @@ def test_an_email_the_server_cannot_take_fails_with_the_reason(tmp_path: Path) -
     assert progress.status == "FAILED"
     assert progress.details["code"] == "EmailNotSent"
     assert "127.0.0.1" in progress.details["description"]
-

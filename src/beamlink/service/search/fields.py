@@ -15,6 +15,7 @@ from beamlink.errors import InvalidInput
 
 __all__ = [
     "FIELD_NAME",
+    "FILE_KEYS",
     "MAX_FIELDS",
     "FieldValue",
     "FileReference",
@@ -32,7 +33,8 @@ MAX_FIELDS = 2000
 _VALUE_CHARS = 1024
 _KEY_CHARS = 256
 _TEXT_CHARS = 1_000_000
-_FILE_KEYS = ("files", "images", "thumbnail")
+#: Content keys whose values are file references (one, or a list).
+FILE_KEYS = ("files", "images", "thumbnail")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 
 
@@ -143,7 +145,7 @@ def file_references(content: dict[str, Any]) -> list[FileReference]:
     caller (it needs the database).
     """
     found: list[FileReference] = []
-    for key in _FILE_KEYS:
+    for key in FILE_KEYS:
         value = content.get(key)
         if value is None:
             continue

@@ -2,7 +2,8 @@
 
 Full text lives beside these tables, outside the models, because each database does it its own way
 (migration 0005 creates it): on SQLite an FTS5 table ``search_fts`` kept in step with
-``search_entries.text`` by triggers; on PostgreSQL a generated ``tsv`` column with a GIN index.
+``search_entries.text`` and ``.access`` by triggers; on PostgreSQL a generated ``tsv`` column with a GIN
+index.
 Filters, facets and sorting run on ``search_fields`` (one row per leaf value of an entry's content), the
 same SQL on both databases.
 """
@@ -59,6 +60,9 @@ class SearchEntry(Base):
     visible_to: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     #: Every word of the subject and content, for full-text search.
     text: Mapped[str] = mapped_column(Text, nullable=False)
+    #: One word per principal that may see the entry, and one for its index (see search/access.py): on
+    #: SQLite, full text checks visibility inside its own index instead of row by row.
+    access: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = created_column()
 

@@ -9,15 +9,18 @@ sorting read ``search_fields``, the same SQL on both databases.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
     and_,
+    bindparam,
     cast,
     column,
     exists,
@@ -29,6 +32,7 @@ from sqlalchemy import (
     table,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from beamlink.errors import InvalidInput
@@ -46,6 +50,7 @@ from beamlink.protocol.search import (
 )
 from beamlink.service.auth.principal import Principal
 from beamlink.service.search import records
+from beamlink.service.search.access import access_word, index_word
 from beamlink.service.search.fields import check_field_name, date_key
 from beamlink.service.search.indexes import find_index, require_role
 from beamlink.service.search.models import SearchEntry, SearchField, SearchIndex
@@ -107,21 +112,31 @@ class _Compiler:
 
     def text_clause(self, node: Node) -> ColumnElement[bool]:
         if self.dialect == "sqlite":
-            matched = select(_FTS.c.rowid).where(_FTS.c.search_fts.op("MATCH")(_fts5(node)))
+            matched = select(_FTS.c.rowid).where(_FTS.c.search_fts.op("MATCH")(f"text : ({_fts5(node)})"))
             return SearchEntry.pk.in_(matched)
         return _TSV.op("@@")(_tsquery(node))
 
-    def relevance(self, node: Node) -> ColumnElement[Any]:
-        """An ORDER BY term, best match first."""
+    def ranked_hits(
+        self, node: Node, where: ColumnElement[bool], index_id: str, keys: list[str] | None, *, filtered: bool
+    ) -> tuple[Select[Any], bool]:
+        """``(pk, score)`` of every entry of the index matching ``node`` and ``where`` and visible to
+        ``keys`` (None: to anyone), and whether a lower score is better. ``where`` holds no visibility."""
         if self.dialect == "sqlite":
-            # bm25 is negative (more negative: better); a correlated lookup by rowid is cheap in FTS5.
-            return (
-                select(_FTS.c.rank)
-                .where(_FTS.c.search_fts.op("MATCH")(_fts5(node)), _FTS.c.rowid == SearchEntry.pk)
-                .scalar_subquery()
-                .asc()
-            )
-        return func.ts_rank(_TSV, _tsquery(node)).desc()
+            # One FTS5 expression finds the words, the index and the visibility at once (search/access.py).
+            expression = f"text : ({_fts5(node)}) AND access : {index_word(index_id)}"
+            if keys is not None:
+                expression += " AND access : (" + " OR ".join(access_word(key) for key in keys) + ")"
+            matched = select(_FTS.c.rowid, _FTS.c.rank).where(_FTS.c.search_fts.op("MATCH")(expression))
+            if not filtered:  # the index and visibility are in the expression: no entry row is read
+                return matched, True
+            hits = matched.subquery()
+            query = select(SearchEntry.pk, hits.c.rank).join(hits, hits.c.rowid == SearchEntry.pk)
+            return query.where(where), True
+        tsquery = _tsquery(node)
+        conditions = [where, _TSV.op("@@")(tsquery)]
+        if keys is not None:
+            conditions.append(records.visible_to_keys(keys))
+        return select(SearchEntry.pk, func.ts_rank(_TSV, tsquery)).where(*conditions), False
 
     def compile(self, node: Node) -> ColumnElement[bool]:
         if _text_only(node):
@@ -323,57 +338,89 @@ def _numeric_histogram(
 
 
 def _where(
-    dialect: str, index: SearchIndex, q: str, filters: list[FilterRequest]
+    dialect: str, index: SearchIndex, q: str, filters: list[FilterRequest], *, text: bool = True
 ) -> tuple[ColumnElement[bool], Node | None]:
+    """The WHERE clause of ``q`` and ``filters``, and the parsed tree; ``text=False`` leaves a text-only
+    tree out (the caller matches it itself)."""
     tree = parse_query(q)
     clauses: list[ColumnElement[bool]] = [SearchEntry.index_id == index.id]
-    if tree is not None:
+    if tree is not None and (text or not _text_only(tree)):
         clauses.append(_Compiler(dialect).compile(tree))
     clauses += [_filter_clause(item, n) for n, item in enumerate(filters)]
     return and_(*clauses), tree
 
 
-def _order(dialect: str, request: SearchRequest, tree: Node | None) -> list[Any]:
-    order: list[Any] = []
+def _ordered(page: Select[Any], request: SearchRequest) -> Select[Any]:
+    """``page`` in the asked order: the sort fields, then newest first (relevance is _page_by_rank's)."""
     for position, item in enumerate(request.sort):
         field = check_field_name(item.field_name, where=f"sort/{position}/field_name")
-        for attribute in (SearchField.value_num, SearchField.value_date, SearchField.value_key):
+        for attribute in ("value_num", "value_date", "value_key"):
             f = aliased(SearchField)
-            target = getattr(f, attribute.key)
+            target = getattr(f, attribute)
             pick = func.min(target) if item.order == "asc" else func.max(target)
             value = select(pick).where(f.entry_pk == SearchEntry.pk, f.field == field).scalar_subquery()
-            order.append((value.asc() if item.order == "asc" else value.desc()).nulls_last())
-    if not order and tree is not None and _text_only(tree):
-        order.append(_Compiler(dialect).relevance(tree))
-    order += [SearchEntry.updated_at.desc(), SearchEntry.pk.desc()]
-    return order
+            page = page.order_by((value.asc() if item.order == "asc" else value.desc()).nulls_last())
+    return page.order_by(SearchEntry.updated_at.desc(), SearchEntry.pk.desc())
+
+
+def _pk_set(dialect: str, pks: list[int]) -> Select[Any]:
+    """A selectable of these entry keys, bound as one parameter (a JSON array or a PostgreSQL array)."""
+    if dialect == "sqlite":
+        return select(literal_column("value")).select_from(func.json_each(json.dumps(pks)))
+    return select(func.unnest(bindparam("pks", pks, type_=ARRAY(BigInteger))))
+
+
+def _page_by_rank(
+    session: Session,
+    dialect: str,
+    tree: Node,
+    where: ColumnElement[bool],
+    index: SearchIndex,
+    keys: list[str] | None,
+    request: SearchRequest,
+) -> tuple[int, list[SearchEntry], Select[Any]]:
+    """Total, page and matched set of a text query ranked by relevance, from one pass over the hits."""
+    ranker = _Compiler(dialect)
+    query, lower_is_better = ranker.ranked_hits(tree, where, index.id, keys, filtered=bool(request.filters))
+    scored = [(pk, score) for pk, score in session.execute(query)]
+    # Best score first; among equals the newest entry (the highest key) first.
+    scored.sort(key=lambda hit: (hit[1] if lower_is_better else -hit[1], -hit[0]))
+    wanted = [pk for pk, _ in scored[request.offset : request.offset + request.limit]]
+    rows: list[SearchEntry] = []
+    if wanted:
+        page = select(SearchEntry).where(SearchEntry.pk.in_(wanted))
+        found = {row.pk: row for row in session.scalars(page)}
+        rows = [found[pk] for pk in wanted]
+    return len(scored), rows, _pk_set(dialect, [pk for pk, _ in scored])
 
 
 def search(session: Session, principal: Principal | None, ref: str, request: SearchRequest) -> SearchResult:
     """The entries of index ``ref`` matching ``request`` that the caller may see, grouped by subject."""
     index = find_index(session, ref)
     dialect = session.get_bind().dialect.name
-    where, tree = _where(dialect, index, request.q, request.filters)
+    tree = parse_query(request.q)
+    by_rank = tree is not None and _text_only(tree) and not request.sort
+    where, tree = _where(dialect, index, request.q, request.filters, text=not by_rank)
+    keys: list[str] | None = records.caller_principals(principal)
     if request.bypass_visible_to:
         require_role(session, principal, ref, "admin")
-    else:
-        where = and_(where, records.visible_clause(principal))
-    total = session.scalar(select(func.count()).select_from(SearchEntry).where(where)) or 0
+        keys = None
     rows: list[SearchEntry] = []
-    if request.limit and request.offset < total:
-        page = (
-            select(SearchEntry)
-            .where(where)
-            .order_by(*_order(dialect, request, tree))
-            .offset(request.offset)
-            .limit(request.limit)
-        )
-        rows = list(session.scalars(page))
+    if by_rank:
+        assert tree is not None
+        total, rows, matched = _page_by_rank(session, dialect, tree, where, index, keys, request)
+    else:
+        if keys is not None:
+            where = and_(where, records.visible_to_keys(keys))
+        total = session.scalar(select(func.count()).select_from(SearchEntry).where(where)) or 0
+        if request.limit and request.offset < total:
+            page = _ordered(select(SearchEntry).where(where), request)
+            rows = list(session.scalars(page.offset(request.offset).limit(request.limit)))
+        matched = select(SearchEntry.pk).where(where)
     hits: dict[str, SearchHit] = {}
     for row in rows:
         hit = hits.setdefault(row.subject, SearchHit(subject=row.subject, entries=[]))
         hit.entries.append(records.entry_info(row))
-    matched = select(SearchEntry.pk).where(where)
     facets = [_facet(session, dialect, facet, matched, n) for n, facet in enumerate(request.facets)]
     return SearchResult(
         total=total,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from beamlink.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -32,7 +33,8 @@ from beamlink.service.auth import permissions
 from beamlink.service.auth.grants import parse_principal
 from beamlink.service.auth.principal import Principal
 from beamlink.service.db.base import utcnow
-from beamlink.service.search.fields import entry_text, field_values, file_references
+from beamlink.service.search.access import access_text
+from beamlink.service.search.fields import FILE_KEYS, FieldValue, entry_text, field_values, file_references
 from beamlink.service.search.indexes import find_index, require_role
 from beamlink.service.search.models import (
     SearchEntry,
@@ -53,6 +55,7 @@ __all__ = [
     "get_subject",
     "ingest",
     "visible_clause",
+    "visible_to_keys",
 ]
 
 
@@ -70,23 +73,32 @@ def caller_principals(principal: Principal | None) -> list[str]:
 
 def visible_clause(principal: Principal | None) -> Any:
     """WHERE clause: entries this caller may see (filtered in the query, never after it)."""
+    return visible_to_keys(caller_principals(principal))
+
+
+def visible_to_keys(keys: list[str]) -> Any:
+    """WHERE clause: entries visible to any of these keys (see :func:`caller_principals`)."""
     return exists(
         select(SearchVisibility.entry_pk).where(
-            SearchVisibility.entry_pk == SearchEntry.pk,
-            SearchVisibility.principal.in_(caller_principals(principal)),
+            SearchVisibility.entry_pk == SearchEntry.pk, SearchVisibility.principal.in_(keys)
         )
     )
 
 
-def _visibility_keys(session: Session, visible_to: Sequence[str], pointer: str) -> list[str]:
+def _visibility_keys(
+    session: Session, visible_to: Sequence[str], pointer: str, known: dict[str, str]
+) -> list[str]:
+    """The keys of ``visible_to``; ``known`` remembers names already looked up in this ingest."""
     keys: set[str] = set()
     for position, text in enumerate(visible_to):
-        where = f"{pointer}/visible_to/{position}"
-        try:
-            kind, principal_id = parse_principal(session, text, field=where)
-        except NotFound as exc:
-            raise _located(exc, where) from None
-        keys.add(kind if principal_id is None else f"{kind}:{principal_id}")
+        if text not in known:
+            where = f"{pointer}/visible_to/{position}"
+            try:
+                kind, principal_id = parse_principal(session, text, field=where)
+            except NotFound as exc:
+                raise _located(exc, where) from None
+            known[text] = kind if principal_id is None else f"{kind}:{principal_id}"
+        keys.add(known[text])
     return sorted(keys)
 
 
@@ -110,6 +122,7 @@ def _resolve_files(
     session: Session, principal: Principal, content: dict[str, Any], pointer: str
 ) -> list[tuple[str, str, str]]:
     resolved = []
+    ids: dict[str, str] = {}
     for ref in file_references(content):
         where = pointer + ref.pointer
         try:
@@ -118,70 +131,125 @@ def _resolve_files(
         except (NotFound, InvalidInput) as exc:
             raise _located(exc, where, " (a record may reference only files its writer can read)") from None
         resolved.append((collection.id, path, ref.kind))
+        ids[ref.collection] = collection.id
+    _refer_by_id(content, ids)
     return resolved
 
 
-def _write_entry(
-    session: Session,
-    index: SearchIndex,
-    subject: str,
-    entry: IngestEntry,
-    keys: list[str],
-    files: list[tuple[str, str, str]],
-) -> bool:
-    """Insert or replace one entry with its derived rows; True when it was new."""
-    entry_id = entry.entry_id if entry.entry_id is not None else (entry.id or "")
+def _refer_by_id(content: dict[str, Any], ids: dict[str, str]) -> None:
+    """Rewrite collection names in file references to the ids they resolved to: a name means something
+    only among its owner's collections, and the portal serves these files to everyone who sees the record."""
+    for key in FILE_KEYS:
+        value = content.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and item.get("collection") in ids:
+                item["collection"] = ids[item["collection"]]
+
+
+@dataclass
+class _Prepared:
+    """One entry, checked and turned into its rows, before anything is written."""
+
+    subject: str
+    entry_id: str
+    entry: IngestEntry
+    keys: list[str]
+    files: list[tuple[str, str, str]]
+    values: list[FieldValue]
+    pk: int = 0
+
+
+def _entry_id(entry: IngestEntry) -> str:
+    return entry.entry_id if entry.entry_id is not None else (entry.id or "")
+
+
+def _existing(session: Session, index: SearchIndex, prepared: list[_Prepared]) -> dict[tuple[str, str], int]:
+    subjects = sorted({item.subject for item in prepared})
+    found: dict[tuple[str, str], int] = {}
+    for start in range(0, len(subjects), _DELETE_CHUNK):
+        rows = session.execute(
+            select(SearchEntry.subject, SearchEntry.entry_id, SearchEntry.pk).where(
+                SearchEntry.index_id == index.id,
+                SearchEntry.subject.in_(subjects[start : start + _DELETE_CHUNK]),
+            )
+        )
+        found.update({(subject, entry_id): pk for subject, entry_id, pk in rows})
+    return found
+
+
+def _write(session: Session, index: SearchIndex, prepared: list[_Prepared]) -> int:
+    """Insert or replace every entry with its derived rows, a statement per table; returns how many were
+    new. Statements go in batches (executemany, one INSERT ... RETURNING) rather than row by row: this is
+    what makes a 1,000-record ingest take tens of milliseconds, not seconds."""
     now = utcnow()
-    row = session.scalar(
-        select(SearchEntry).where(
-            SearchEntry.index_id == index.id, SearchEntry.subject == subject, SearchEntry.entry_id == entry_id
-        )
-    )
-    created = row is None
-    text = entry_text(subject, entry.content)
-    if row is None:
-        row = SearchEntry(
-            index_id=index.id,
-            subject=subject,
-            entry_id=entry_id,
-            content=entry.content,
-            visible_to=list(entry.visible_to),
-            text=text,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        session.flush()
-    else:
-        row.content = entry.content
-        row.visible_to = list(entry.visible_to)
-        row.text = text
-        row.updated_at = now
+    existing = _existing(session, index, prepared)
+    fresh = [item for item in prepared if (item.subject, item.entry_id) not in existing]
+    replaced = [item for item in prepared if (item.subject, item.entry_id) in existing]
+    for item in replaced:
+        item.pk = existing[(item.subject, item.entry_id)]
+    if replaced:
+        pks = [item.pk for item in replaced]
         for model in (SearchVisibility, SearchField, SearchEntryFile):
-            session.execute(delete(model).where(model.entry_pk == row.pk))
-    session.execute(insert(SearchVisibility), [{"entry_pk": row.pk, "principal": key} for key in keys])
-    values = field_values(entry.content)
-    if values:
+            for start in range(0, len(pks), _DELETE_CHUNK):
+                session.execute(delete(model).where(model.entry_pk.in_(pks[start : start + _DELETE_CHUNK])))
         session.execute(
-            insert(SearchField),
+            update(SearchEntry),
             [
                 {
-                    "entry_pk": row.pk,
-                    "field": v.field,
-                    "value_text": v.text,
-                    "value_key": v.key,
-                    "value_num": v.number,
-                    "value_date": v.date,
+                    "pk": item.pk,
+                    "content": item.entry.content,
+                    "visible_to": list(item.entry.visible_to),
+                    "text": entry_text(item.subject, item.entry.content),
+                    "access": access_text(index.id, item.keys),
+                    "updated_at": now,
                 }
-                for v in values
+                for item in replaced
             ],
         )
-    if files:
-        session.execute(
-            insert(SearchEntryFile),
-            [{"entry_pk": row.pk, "collection_id": c, "path": p, "kind": k} for c, p, k in files],
+    if fresh:
+        inserted = session.execute(
+            insert(SearchEntry).returning(SearchEntry.pk, sort_by_parameter_order=True),
+            [
+                {
+                    "index_id": index.id,
+                    "subject": item.subject,
+                    "entry_id": item.entry_id,
+                    "content": item.entry.content,
+                    "visible_to": list(item.entry.visible_to),
+                    "text": entry_text(item.subject, item.entry.content),
+                    "access": access_text(index.id, item.keys),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item in fresh
+            ],
         )
-    return created
+        for item, pk in zip(fresh, inserted.scalars(), strict=True):
+            item.pk = pk
+    visibility = [{"entry_pk": item.pk, "principal": key} for item in prepared for key in item.keys]
+    session.execute(insert(SearchVisibility), visibility)
+    fields = [
+        {
+            "entry_pk": item.pk,
+            "field": v.field,
+            "value_text": v.text,
+            "value_key": v.key,
+            "value_num": v.number,
+            "value_date": v.date,
+        }
+        for item in prepared
+        for v in item.values
+    ]
+    if fields:
+        session.execute(insert(SearchField), fields)
+    files = [
+        {"entry_pk": item.pk, "collection_id": c, "path": p, "kind": k}
+        for item in prepared
+        for c, p, k in item.files
+    ]
+    if files:
+        session.execute(insert(SearchEntryFile), files)
+    return len(fresh)
 
 
 def _check_record(record: IngestRecord, pointer: str) -> None:
@@ -207,26 +275,37 @@ def ingest(
 ) -> IngestResult:
     """Upsert every entry of ``body`` (writers); all or nothing."""
     index = require_role(session, principal, ref, "writer")
-    created = updated = 0
+    principals: dict[str, str] = {}
+    prepared: list[_Prepared] = []
+    seen: set[tuple[str, str]] = set()
     for number, record in enumerate(body.records):
         pointer = f"/records/{number}"
         _check_record(record, pointer)
         for position, entry in enumerate(record.entries):
             where = f"{pointer}/entries/{position}"
+            key = (record.subject, _entry_id(entry))
+            if key in seen:
+                raise InvalidInput(
+                    f"{where}: subject {record.subject!r} entry {key[1] or None!r} comes twice in one ingest",
+                    details={"field": where},
+                )
+            seen.add(key)
             _check_size(entry, where, max_entry_bytes)
-            keys = _visibility_keys(session, entry.visible_to, where)
+            try:
+                values = field_values(entry.content)
+            except InvalidInput as exc:
+                raise _located(exc, where) from None
+            keys = _visibility_keys(session, entry.visible_to, where, principals)
             files = _resolve_files(session, principal, entry.content, where)
-            if _write_entry(session, index, record.subject, entry, keys, files):
-                created += 1
-            else:
-                updated += 1
+            prepared.append(_Prepared(record.subject, key[1], entry, keys, files, values))
+    created = _write(session, index, prepared)
     index.updated_at = utcnow()
     return IngestResult(
         index_id=index.id,
         subjects=len({record.subject for record in body.records}),
-        entries=created + updated,
+        entries=len(prepared),
         created=created,
-        updated=updated,
+        updated=len(prepared) - created,
     )
 
 

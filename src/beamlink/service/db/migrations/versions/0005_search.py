@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("content", sa.JSON(), nullable=False),
         sa.Column("visible_to", sa.JSON(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("access", sa.Text(), nullable=False),
         sa.Column("created_at", beamlink.service.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", beamlink.service.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -130,15 +131,19 @@ def upgrade() -> None:
 # Full text, each database its own way (kept out of the models: see registry.include_object).
 _SQLITE_FULL_TEXT = (
     # External content: the words live once, in search_entries.text; FTS5 keeps only its index.
-    "CREATE VIRTUAL TABLE search_fts USING fts5(text, content='search_entries', content_rowid='pk', "
+    # The access column holds the visibility words (search/access.py), so a query checks who may see an
+    # entry inside the full-text index rather than joining search_visibility hit by hit.
+    "CREATE VIRTUAL TABLE search_fts USING fts5(text, access, content='search_entries', content_rowid='pk', "
     "tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
+    # Relevance counts the words of the text only, never the access words.
+    "INSERT INTO search_fts(search_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)')",
     "CREATE TRIGGER search_fts_insert AFTER INSERT ON search_entries BEGIN "
-    "INSERT INTO search_fts(rowid, text) VALUES (new.pk, new.text); END",
+    "INSERT INTO search_fts(rowid, text, access) VALUES (new.pk, new.text, new.access); END",
     "CREATE TRIGGER search_fts_delete AFTER DELETE ON search_entries BEGIN "
-    "INSERT INTO search_fts(search_fts, rowid, text) VALUES ('delete', old.pk, old.text); END",
-    "CREATE TRIGGER search_fts_update AFTER UPDATE OF text ON search_entries BEGIN "
-    "INSERT INTO search_fts(search_fts, rowid, text) VALUES ('delete', old.pk, old.text); "
-    "INSERT INTO search_fts(rowid, text) VALUES (new.pk, new.text); END",
+    "INSERT INTO search_fts(search_fts, rowid, text, access) VALUES ('delete', old.pk, old.text, old.access); END",
+    "CREATE TRIGGER search_fts_update AFTER UPDATE OF text, access ON search_entries BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, text, access) VALUES ('delete', old.pk, old.text, old.access); "
+    "INSERT INTO search_fts(rowid, text, access) VALUES (new.pk, new.text, new.access); END",
 )
 _POSTGRES_FULL_TEXT = (
     # Punctuation becomes space first, so words split as SQLite's unicode61 splits them (the default
