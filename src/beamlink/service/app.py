@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 import beamlink
 from beamlink.config import Settings, load_settings
-from beamlink.service import agent_rows
+from beamlink.service import agent_rows, portal
 from beamlink.service.api import actions as actions_api
 from beamlink.service.api import agents, auth, clients, compute, groups, health, users
 from beamlink.service.api import collections as collections_api
@@ -55,6 +55,7 @@ ROUTERS = (
     timers_api.triggers_router,
     search_api.router,
     agents.router,
+    *portal.ROUTERS,
 )
 
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.mount(portal.STATIC_PATH, portal.static_files(), name="portal-static")
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware)

@@ -6,20 +6,14 @@ File operations are asked of the collection's agent over its WebSocket; the rout
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
 
 import anyio.to_thread
-import httpx
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
-from starlette.background import BackgroundTask
 
-from beamlink.errors import CollectionOffline, error_from_payload
-from beamlink.protocol import data_tokens
 from beamlink.protocol.collections import (
     CollectionInfo,
     CollectionRegister,
@@ -39,6 +33,7 @@ from beamlink.service.db.paging import paginate
 from beamlink.service.state import ServiceState
 from beamlink.service.transfer import collections
 from beamlink.service.transfer.models import Collection
+from beamlink.service.transfer.streaming import FileSource, stream_file
 
 __all__ = ["router"]
 
@@ -223,8 +218,6 @@ async def rename(state: State, principal: CurrentPrincipal, collection: str, bod
 
 # -- download ----------------------------------------------------------------------------------------
 
-_PASSED_HEADERS = ("content-length", "content-range", "accept-ranges", "etag", "last-modified")
-
 
 @router.get(
     "/{collection}/files/{path:path}",
@@ -234,60 +227,13 @@ _PASSED_HEADERS = ("content-length", "content-range", "accept-ranges", "etag", "
 async def download(
     state: State, principal: OptionalPrincipal, collection: str, path: str, request: Request
 ) -> Response:
-    """The one place bytes pass through the service: the service signs a read token for this one path and
-    streams the file from the agent's data server, so a browser (the portal) needs only its own login."""
+    """Streamed from the agent's data server by :func:`~beamlink.service.transfer.streaming.stream_file`,
+    so a browser (the portal) needs only its own login."""
 
-    def check(session: Session) -> tuple[str, str, str | None, str]:
+    def check(session: Session) -> tuple[FileSource, str]:
         normal = collections.normalize_path(path)
         found = collections.get_collection(session, principal, collection, "reader", path=normal)
-        return found.id, found.name, found.data_url, found.data_key
+        return FileSource.of(found), normal
 
-    collection_id, name, data_url, key = await _in_thread(state, check)
-    if not state.collections.online(collection_id) or not data_url:
-        raise CollectionOffline(
-            f"collection {name!r} is not connected: start its agent to download from it",
-            details={"collection_id": collection_id},
-        )
-    token = data_tokens.sign(
-        bytes.fromhex(key), collection_id=collection_id, path=path, operations=["read"], ttl_seconds=300
-    )
-    headers = {"Authorization": f"Bearer {token}"}
-    if "range" in request.headers:
-        headers["Range"] = request.headers["range"]
-    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=None))
-    try:
-        upstream = await client.send(
-            client.build_request("GET", f"{data_url}/v1/files/{quote(path)}", headers=headers), stream=True
-        )
-    except httpx.HTTPError as exc:
-        await client.aclose()
-        raise CollectionOffline(
-            f"collection {name!r} data server at {data_url} cannot be reached ({exc}): is its `listen` "
-            "address reachable from the service?",
-            details={"collection_id": collection_id},
-        ) from exc
-    if upstream.status_code >= 400:
-        body = await upstream.aread()
-        await upstream.aclose()
-        await client.aclose()
-        try:
-            payload = httpx.Response(upstream.status_code, content=body).json()
-        except ValueError:
-            payload = body.decode(errors="replace")
-        raise error_from_payload(upstream.status_code, payload)
-
-    async def close() -> None:
-        await upstream.aclose()
-        await client.aclose()
-
-    passed = {k: v for k, v in upstream.headers.items() if k.lower() in _PASSED_HEADERS}
-    filename = path.rsplit("/", 1)[-1]
-    passed["content-disposition"] = f"inline; filename*=UTF-8''{quote(filename)}"
-    media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        headers=passed,
-        media_type=media_type,
-        background=BackgroundTask(close),
-    )
+    source, normal = await _in_thread(state, check)
+    return await stream_file(state.collections, source, normal, range_header=request.headers.get("range"))

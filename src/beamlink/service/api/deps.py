@@ -15,7 +15,7 @@ from beamlink.service.auth.tokens import authenticate, hash_token
 from beamlink.service.db.paging import MAX_LIMIT
 from beamlink.service.state import ServiceState
 
-__all__ = ["CurrentPrincipal", "OptionalPrincipal", "PageParams", "State"]
+__all__ = ["CurrentPrincipal", "OptionalPrincipal", "PageParams", "State", "get_state", "principal_of_token"]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/token or `beamlink login`.")
 
@@ -32,12 +32,10 @@ async def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-async def _principal(
-    state: ServiceState, credentials: HTTPAuthorizationCredentials | None
-) -> Principal | None:
-    if credentials is None:
-        return None
-    token_hash = hash_token(credentials.credentials)
+async def principal_of_token(state: ServiceState, raw: str) -> Principal:
+    """The principal a raw token stands for, through the principal cache; an AuthenticationFailed
+    subclass says why not. Shared by bearer tokens here and the portal's session cookie."""
+    token_hash = hash_token(raw)
     principal = state.principals.get(token_hash)
     if principal is not None:
         return principal
@@ -45,12 +43,20 @@ async def _principal(
 
     def read() -> Principal:
         with state.db.transaction() as session:
-            return authenticate(session, credentials.credentials)
+            return authenticate(session, raw)
 
     principal = await anyio.to_thread.run_sync(read)
     if principal.token_expires_at is not None:
         state.principals.put(token_hash, principal, principal.token_expires_at, generation)
     return principal
+
+
+async def _principal(
+    state: ServiceState, credentials: HTTPAuthorizationCredentials | None
+) -> Principal | None:
+    if credentials is None:
+        return None
+    return await principal_of_token(state, credentials.credentials)
 
 
 async def optional_principal(
