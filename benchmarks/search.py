@@ -103,7 +103,9 @@ def run_backend(label: str, database_url: str | None, records: int, queries: int
     with tempfile.TemporaryDirectory(prefix=f"beamlink-bench-search-{label}-") as tmp:
         service = ServiceProcess(Path(tmp), database_url=database_url).start()
         try:
-            return measure(label, service, records, queries)
+            result = measure(label, service, records, queries)
+            print(f"  {label}: p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms", file=sys.stderr)
+            return result
         finally:
             service.stop()
 

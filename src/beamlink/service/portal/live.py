@@ -16,7 +16,6 @@ from typing import Any, Protocol, TypeVar
 
 import anyio.to_thread
 from fastapi import Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from beamlink.errors import BeamlinkError
@@ -24,7 +23,6 @@ from beamlink.flowlang import redact
 from beamlink.protocol.flows import RunEvent
 from beamlink.service.auth.principal import Principal
 from beamlink.service.flows import runs
-from beamlink.service.flows.models import RunEventRow
 from beamlink.service.portal import views
 from beamlink.service.portal.timeline import Timeline
 from beamlink.service.state import ServiceState
@@ -94,25 +92,8 @@ class RunFeed:
     def _read(self, session: Session) -> tuple[dict[str, Any], list[RunEvent]]:
         run = runs.get_run(session, self.principal, self.run_id)
         info = runs.run_info(session, self.principal, run)
-        rows = session.scalars(
-            select(RunEventRow)
-            .where(RunEventRow.run_id == run.id, RunEventRow.seq > self.seq)
-            .order_by(RunEventRow.seq)
-            .limit(_BATCH)
-        ).all()
-        events = [
-            RunEvent(
-                seq=r.seq,
-                time=r.time,
-                code=r.code,
-                description=r.description,
-                state_name=r.state_name,
-                state_type=r.state_type,
-                branch=r.branch,
-                details=r.details,
-            )
-            for r in rows
-        ]
+        page = runs.run_log(session, self.principal, self.run_id, after=self.seq, limit=_BATCH)
+        events = page.entries
         status = {
             "status": info.status,
             "display_status": info.display_status,
@@ -123,7 +104,7 @@ class RunFeed:
             "cause": info.cause,
             "output": redact(run.output, views.private_keys(run)),
             "can_cancel": info.status in runs.ACTIVE_STATUSES and info.user_role in ("owner", "manager"),
-            "more": len(rows) == _BATCH,
+            "more": page.has_next_page,
         }
         return status, events
 

@@ -106,7 +106,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_search_fields")),
     )
     with op.batch_alter_table("search_fields", schema=None) as batch_op:
-        batch_op.create_index("ix_search_fields_entry", ["entry_pk", "field"], unique=False)
+        batch_op.create_index("ix_search_fields_entry", ["entry_pk", "field", "value_text"], unique=False)
         batch_op.create_index("ix_search_fields_value", ["field", "value_key"], unique=False)
 
     op.create_table(
