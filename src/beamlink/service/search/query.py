@@ -118,25 +118,27 @@ class _Compiler:
 
     def ranked_hits(
         self, node: Node, where: ColumnElement[bool], index_id: str, keys: list[str] | None, *, filtered: bool
-    ) -> tuple[Select[Any], bool]:
-        """``(pk, score)`` of every entry of the index matching ``node`` and ``where`` and visible to
-        ``keys`` (None: to anyone), and whether a lower score is better. ``where`` holds no visibility."""
+    ) -> Select[Any]:
+        """The keys of every entry of the index matching ``node`` and ``where`` and visible to ``keys``
+        (None: to anyone), best match first and, among equals, newest first. ``where`` holds no visibility.
+        The database sorts: fetching thousands of bare keys is cheap, fetching them with scores is not."""
         if self.dialect == "sqlite":
             # One FTS5 expression finds the words, the index and the visibility at once (search/access.py).
             expression = f"text : ({_fts5(node)}) AND access : {index_word(index_id)}"
             if keys is not None:
                 expression += " AND access : (" + " OR ".join(access_word(key) for key in keys) + ")"
-            matched = select(_FTS.c.rowid, _FTS.c.rank).where(_FTS.c.search_fts.op("MATCH")(expression))
+            match = _FTS.c.search_fts.op("MATCH")(expression)
             if not filtered:  # the index and visibility are in the expression: no entry row is read
-                return matched, True
-            hits = matched.subquery()
-            query = select(SearchEntry.pk, hits.c.rank).join(hits, hits.c.rowid == SearchEntry.pk)
-            return query.where(where), True
+                return select(_FTS.c.rowid).where(match).order_by(_FTS.c.rank, _FTS.c.rowid.desc())
+            hits = select(_FTS.c.rowid, _FTS.c.rank).where(match).subquery()
+            query = select(SearchEntry.pk).join(hits, hits.c.rowid == SearchEntry.pk).where(where)
+            return query.order_by(hits.c.rank, SearchEntry.pk.desc())
         tsquery = _tsquery(node)
         conditions = [where, _TSV.op("@@")(tsquery)]
         if keys is not None:
             conditions.append(records.visible_to_keys(keys))
-        return select(SearchEntry.pk, func.ts_rank(_TSV, tsquery)).where(*conditions), False
+        score = func.ts_rank(_TSV, tsquery)
+        return select(SearchEntry.pk).where(*conditions).order_by(score.desc(), SearchEntry.pk.desc())
 
     def compile(self, node: Node) -> ColumnElement[bool]:
         if _text_only(node):
@@ -380,18 +382,15 @@ def _page_by_rank(
     request: SearchRequest,
 ) -> tuple[int, list[SearchEntry], Select[Any]]:
     """Total, page and matched set of a text query ranked by relevance, from one pass over the hits."""
-    ranker = _Compiler(dialect)
-    query, lower_is_better = ranker.ranked_hits(tree, where, index.id, keys, filtered=bool(request.filters))
-    scored = [(pk, score) for pk, score in session.execute(query)]
-    # Best score first; among equals the newest entry (the highest key) first.
-    scored.sort(key=lambda hit: (hit[1] if lower_is_better else -hit[1], -hit[0]))
-    wanted = [pk for pk, _ in scored[request.offset : request.offset + request.limit]]
+    query = _Compiler(dialect).ranked_hits(tree, where, index.id, keys, filtered=bool(request.filters))
+    ranked: list[int] = list(session.scalars(query))
+    wanted = ranked[request.offset : request.offset + request.limit]
     rows: list[SearchEntry] = []
     if wanted:
         page = select(SearchEntry).where(SearchEntry.pk.in_(wanted))
         found = {row.pk: row for row in session.scalars(page)}
         rows = [found[pk] for pk in wanted]
-    return len(scored), rows, _pk_set(dialect, [pk for pk, _ in scored])
+    return len(ranked), rows, _pk_set(dialect, ranked)
 
 
 def search(session: Session, principal: Principal | None, ref: str, request: SearchRequest) -> SearchResult:
