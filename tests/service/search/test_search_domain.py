@@ -347,3 +347,24 @@ def test_an_ingest_is_all_or_nothing(world: World) -> None:
         world.ingest(document)
     world.session.rollback()  # what the route's transaction does with the error
     assert world.search(None).total == 0
+
+
+def test_facets_counted_on_their_own_connection_agree_with_the_sequential_ones(world: World) -> None:
+    _samples(world)
+    world.session.commit()  # the other connection sees committed rows only
+    for q in ("lysozyme OR silica", "", "sample:silica"):
+        request = SearchRequest.model_validate(
+            {"q": q, "facets": [{"field_name": "sample"}, {"type": "sum", "field_name": "temperature"}]}
+        )
+        alone = query.search(world.session, world.bob, "xpcs", request)
+        apart = query.search(world.session, world.bob, "xpcs", request, concurrent_facets=True)
+        assert apart == alone
+        assert alone.facet_results[0].buckets
+    with pytest.raises(InvalidInput, match="not a field name"):
+        query.search(
+            world.session,
+            None,
+            "xpcs",
+            SearchRequest.model_validate({"q": "gel", "facets": [{"field_name": "bad name"}]}),
+            concurrent_facets=True,
+        )

@@ -107,7 +107,7 @@ def ingest(state: State, principal: CurrentPrincipal, index: str, body: IngestRe
 @router.post("/{index}/query", response_model=SearchResult, summary="Search (no token: public entries).")
 def post_query(state: State, principal: OptionalPrincipal, index: str, body: SearchRequest) -> SearchResult:
     with state.db.transaction() as session:
-        return query.search(session, principal, index, body)
+        return query.search(session, principal, index, body, concurrent_facets=True)
 
 
 @router.get("/{index}/query", response_model=SearchResult, summary="Search with ?q= (simple form).")
@@ -120,7 +120,8 @@ def get_query(
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
 ) -> SearchResult:
     with state.db.transaction() as session:
-        return query.search(session, principal, index, SearchRequest(q=q, limit=limit, offset=offset))
+        request = SearchRequest(q=q, limit=limit, offset=offset)
+        return query.search(session, principal, index, request, concurrent_facets=True)
 
 
 @router.get("/{index}/subject", response_model=SubjectInfo, summary="One record's entries you may see.")

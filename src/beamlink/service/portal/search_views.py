@@ -209,7 +209,7 @@ def search_page(
         offset=(page - 1) * PER_PAGE,
     )
     try:
-        result: SearchResult = query.search(session, principal, current.id, request)
+        result: SearchResult = query.search(session, principal, current.id, request, concurrent_facets=True)
     except BeamlinkError as exc:
         if exc.status not in (400, 422):
             raise

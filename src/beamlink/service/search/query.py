@@ -9,18 +9,17 @@ sorting read ``search_fields``, the same SQL on both databases.
 
 from __future__ import annotations
 
-import json
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Integer,
     Select,
     and_,
-    bindparam,
     cast,
     column,
     exists,
@@ -32,7 +31,6 @@ from sqlalchemy import (
     table,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from beamlink.errors import InvalidInput
@@ -365,24 +363,10 @@ def _ordered(page: Select[Any], request: SearchRequest) -> Select[Any]:
     return page.order_by(SearchEntry.updated_at.desc(), SearchEntry.pk.desc())
 
 
-def _pk_set(dialect: str, pks: list[int]) -> Select[Any]:
-    """A selectable of these entry keys, bound as one parameter (a JSON array or a PostgreSQL array)."""
-    if dialect == "sqlite":
-        return select(literal_column("value")).select_from(func.json_each(json.dumps(pks)))
-    return select(func.unnest(bindparam("pks", pks, type_=ARRAY(BigInteger))))
-
-
 def _page_by_rank(
-    session: Session,
-    dialect: str,
-    tree: Node,
-    where: ColumnElement[bool],
-    index: SearchIndex,
-    keys: list[str] | None,
-    request: SearchRequest,
-) -> tuple[int, list[SearchEntry], Select[Any]]:
-    """Total, page and matched set of a text query ranked by relevance, from one pass over the hits."""
-    query = _Compiler(dialect).ranked_hits(tree, where, index.id, keys, filtered=bool(request.filters))
+    session: Session, query: Select[Any], request: SearchRequest
+) -> tuple[int, list[SearchEntry]]:
+    """Total and page of a text query ranked by relevance, from one pass over the hits."""
     ranked: list[int] = list(session.scalars(query))
     wanted = ranked[request.offset : request.offset + request.limit]
     rows: list[SearchEntry] = []
@@ -390,11 +374,35 @@ def _page_by_rank(
         page = select(SearchEntry).where(SearchEntry.pk.in_(wanted))
         found = {row.pk: row for row in session.scalars(page)}
         rows = [found[pk] for pk in wanted]
-    return len(ranked), rows, _pk_set(dialect, ranked)
+    return len(ranked), rows
 
 
-def search(session: Session, principal: Principal | None, ref: str, request: SearchRequest) -> SearchResult:
-    """The entries of index ``ref`` matching ``request`` that the caller may see, grouped by subject."""
+def _facets_apart(
+    bind: Any, dialect: str, facets: list[FacetRequest], matched: Select[Any]
+) -> list[FacetResult]:
+    with Session(bind) as session:
+        return [_facet(session, dialect, facet, matched, n) for n, facet in enumerate(facets)]
+
+
+@cache
+def _facet_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="search-facets")
+
+
+def search(
+    session: Session,
+    principal: Principal | None,
+    ref: str,
+    request: SearchRequest,
+    *,
+    concurrent_facets: bool = False,
+) -> SearchResult:
+    """The entries of index ``ref`` matching ``request`` that the caller may see, grouped by subject.
+
+    ``concurrent_facets``: count the facets on a connection of their own while the page is read (on two
+    cores a broad query's facets and its ranking overlap). Only for a caller whose transaction has
+    written nothing, since the other connection sees committed rows only; the API and portal are such.
+    """
     index = find_index(session, ref)
     dialect = session.get_bind().dialect.name
     tree = parse_query(request.q)
@@ -404,23 +412,40 @@ def search(session: Session, principal: Principal | None, ref: str, request: Sea
     if request.bypass_visible_to:
         require_role(session, principal, ref, "admin")
         keys = None
-    rows: list[SearchEntry] = []
+    ranked: Select[Any] | None = None
     if by_rank:
         assert tree is not None
-        total, rows, matched = _page_by_rank(session, dialect, tree, where, index, keys, request)
+        ranked = _Compiler(dialect).ranked_hits(tree, where, index.id, keys, filtered=bool(request.filters))
+        matched = ranked.order_by(None)
     else:
         if keys is not None:
             where = and_(where, records.visible_to_keys(keys))
-        total = session.scalar(select(func.count()).select_from(SearchEntry).where(where)) or 0
-        if request.limit and request.offset < total:
-            page = _ordered(select(SearchEntry).where(where), request)
-            rows = list(session.scalars(page.offset(request.offset).limit(request.limit)))
         matched = select(SearchEntry.pk).where(where)
+    for position, facet in enumerate(request.facets):  # a bad facet is refused before any work
+        check_field_name(facet.field_name, where=f"facets/{position}/field_name")
+    pending: Future[list[FacetResult]] | None = None
+    if concurrent_facets and request.facets:
+        pending = _facet_pool().submit(_facets_apart, session.get_bind(), dialect, request.facets, matched)
+    try:
+        rows: list[SearchEntry] = []
+        if ranked is not None:
+            total, rows = _page_by_rank(session, ranked, request)
+        else:
+            total = session.scalar(select(func.count()).select_from(SearchEntry).where(where)) or 0
+            if request.limit and request.offset < total:
+                page = _ordered(select(SearchEntry).where(where), request)
+                rows = list(session.scalars(page.offset(request.offset).limit(request.limit)))
+        if pending is None:
+            facets = [_facet(session, dialect, facet, matched, n) for n, facet in enumerate(request.facets)]
+        else:
+            facets = pending.result()
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
     hits: dict[str, SearchHit] = {}
     for row in rows:
         hit = hits.setdefault(row.subject, SearchHit(subject=row.subject, entries=[]))
         hit.entries.append(records.entry_info(row))
-    facets = [_facet(session, dialect, facet, matched, n) for n, facet in enumerate(request.facets)]
     return SearchResult(
         total=total,
         count=len(rows),
