@@ -23,6 +23,7 @@ from beamlink.cli import (
     tokens,
     transfer,
     trigger,
+    up,
     users,
 )
 from beamlink.cli.demo import demo
@@ -67,6 +68,8 @@ app.command("stat")(files.stat)
 app.command("mkdir")(files.mkdir)
 app.command("mv")(files.mv)
 app.command("rm")(transfer.rm)
+app.command("up")(up.up)
+app.command("down")(up.down)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens.app, name="token")
 app.add_typer(users.app, name="user")

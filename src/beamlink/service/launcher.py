@@ -1,5 +1,9 @@
 """Start a service as a child process and wait until it is healthy; used by `beamlink demo`, `beamlink up`
-and the test suite, so all three run the service exactly as `beamlink server` does."""
+and the test suite, so all three run the service exactly as `beamlink server` does.
+
+`beamlink up --detach` lets the service outlive the command that started it (:meth:`ServiceProcess.detach`)
+and `beamlink down`, another process, stops it by pid (:func:`stop_service`); the pid is paired with the
+process's start time so a recycled pid is never signalled."""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from beamlink.errors import StartupError
 
-__all__ = ["ServiceProcess", "free_port"]
+__all__ = ["ServiceProcess", "free_port", "running_service", "stop_service"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -102,8 +107,60 @@ class ServiceProcess:
                 self.process.wait()
         return self.process.returncode
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def started_at(self) -> float:
+        """The process's start time as the OS reports it, which :func:`running_service` checks."""
+        if self.process is None:
+            raise StartupError("the service has not been started")
+        return float(psutil.Process(self.process.pid).create_time())
+
+    def detach(self) -> int:
+        """Leave the service running when this process exits; returns its pid (stop it with stop_service)."""
+        if self.process is None:
+            raise StartupError("the service has not been started")
+        pid = self.process.pid
+        # Like spawn_daemon: a finished-looking Popen does not warn "still running" when it is dropped.
+        self.process.returncode = 0
+        self.process = None
+        return pid
+
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# psutil derives create_time from the boot time, which Linux gives in whole seconds.
+_CLOCK_SLACK = 1.0
+
+
+def running_service(pid: int, started_at: float) -> psutil.Process | None:
+    """The live process ``pid`` if it is the one that started at ``started_at`` (not a recycled pid)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE or abs(proc.create_time() - started_at) > _CLOCK_SLACK:
+            return None
+    except psutil.NoSuchProcess:
+        return None
+    return proc
+
+
+def stop_service(pid: int, started_at: float, *, timeout: float = 15.0) -> bool:
+    """Stop a detached service as :meth:`ServiceProcess.stop` does (SIGTERM, SIGKILL after ``timeout``);
+    False when it was not running."""
+    proc = running_service(pid, started_at)
+    if proc is None:
+        return False
+    try:
+        proc.terminate()
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(5.0)
+    except psutil.NoSuchProcess:
+        pass
+    return True

@@ -32,6 +32,7 @@ from beamlink.agents.yaml_config import Explainer, Section, load_model, parse_mo
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "EXPLAINER",
     "CollectionConfig",
     "default_config_text",
     "load_config",
@@ -190,17 +191,17 @@ class _CollectionExplainer(Explainer):
         return None
 
 
-_EXPLAINER = _CollectionExplainer()
+EXPLAINER = _CollectionExplainer()
 
 
 def load_config(path: Path) -> CollectionConfig:
     """Read and validate ``path``; ConfigError names the file, key, line and fix."""
-    return load_model(path, CollectionConfig, explainer=_EXPLAINER)
+    return load_model(path, CollectionConfig, explainer=EXPLAINER)
 
 
 def parse_config(text: str, *, source: str = "config.yaml") -> CollectionConfig:
     """Validate config text (``source`` names it in errors)."""
-    return parse_model(text, CollectionConfig, source=source, explainer=_EXPLAINER)
+    return parse_model(text, CollectionConfig, source=source, explainer=EXPLAINER)
 
 
 _TEMPLATE = """\

@@ -69,6 +69,7 @@ from beamlink.errors import ConfigError
 
 __all__ = [
     "ENGINE_TYPES",
+    "EXPLAINER",
     "AddressConfig",
     "EndpointConfig",
     "EngineConfig",
@@ -497,12 +498,12 @@ class EndpointConfig(Section):
 
 def load_config(path: Path) -> EndpointConfig:
     """Read and validate ``path``; ConfigError names the file, key, line and fix. Empty: all defaults."""
-    return load_model(path, EndpointConfig, explainer=_EXPLAINER)
+    return load_model(path, EndpointConfig, explainer=EXPLAINER)
 
 
 def parse_config(text: str, *, source: str = "config.yaml") -> EndpointConfig:
     """Validate config text (``source`` names it in errors)."""
-    return parse_model(text, EndpointConfig, source=source, explainer=_EXPLAINER)
+    return parse_model(text, EndpointConfig, source=source, explainer=EXPLAINER)
 
 
 class _EndpointExplainer(Explainer):
@@ -571,7 +572,7 @@ class _EndpointExplainer(Explainer):
         return None
 
 
-_EXPLAINER = _EndpointExplainer()
+EXPLAINER = _EndpointExplainer()
 
 # -- writing and building -------------------------------------------------------------------------------
 
