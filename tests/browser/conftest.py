@@ -69,7 +69,9 @@ def chromium_executable() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running on the main thread while
+# it is open, and every later test that calls asyncio.run() would fail under it.
+@pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Browser]:
     with sync_playwright() as playwright:
         # Chromium's sandbox needs user namespaces, which a root process in a container does not get.
