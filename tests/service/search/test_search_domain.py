@@ -333,6 +333,9 @@ def test_bad_input_is_refused_with_the_reason(world: World) -> None:
         world.search(None, filters=[{"type": "range", "field_name": "t", "values": [{"from": "soon"}]}])
     with pytest.raises(InvalidInput, match="histogram_range"):
         world.search(None, facets=[{"type": "numeric_histogram", "field_name": "t"}])
+    twice = {"subject": "s", "entries": [{"visible_to": ["public"], "content": {}}] * 2}
+    with pytest.raises(InvalidInput, match="/records/0/entries/1: subject 's' entry None comes twice"):
+        world.ingest(twice)
     with pytest.raises(NotFound, match="no search index 'nope'"):
         world.search(None, index="nope")
     # Nothing of a refused ingest was kept.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from beamlink.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -270,7 +270,6 @@ def _write(session: Session, index: SearchIndex, prepared: list[_Prepared]) -> i
 
 
 def _check_record(record: IngestRecord, pointer: str) -> None:
-    seen: set[str] = set()
     for position, entry in enumerate(record.entries):
         if entry.subject is not None and entry.subject != record.subject:
             raise InvalidInput(
@@ -278,13 +277,6 @@ def _check_record(record: IngestRecord, pointer: str) -> None:
                 f"{record.subject!r}",
                 details={"field": f"{pointer}/entries/{position}/subject"},
             )
-        entry_id = entry.entry_id if entry.entry_id is not None else (entry.id or "")
-        if entry_id in seen:
-            raise InvalidInput(
-                f"{pointer}/entries/{position}: entry_id {entry_id or None!r} appears twice in one subject",
-                details={"field": f"{pointer}/entries/{position}/entry_id"},
-            )
-        seen.add(entry_id)
 
 
 def ingest(
@@ -361,26 +353,20 @@ def delete_subjects(
 ) -> DeleteResult:
     """Delete every entry of these subjects (writers)."""
     index = require_role(session, principal, ref, "writer")
-    return _delete_where(session, index, SearchEntry.subject.in_(list(subjects)))
+    return delete_entries(session, index, SearchEntry.subject.in_(list(subjects)))
 
 
 def delete_entries(session: Session, index: SearchIndex, where: Any) -> DeleteResult:
     """Delete the entries of ``index`` matching ``where`` (the caller has checked the writer role)."""
-    return _delete_where(session, index, where)
-
-
-def _delete_where(session: Session, index: SearchIndex, where: Any) -> DeleteResult:
     condition = (SearchEntry.index_id == index.id) & where
-    subjects, entries = session.execute(
-        select(func.count(func.distinct(SearchEntry.subject)), func.count()).where(condition)
-    ).one()
-    # The condition may read search_fields, so the entries are chosen before anything is deleted; the
-    # foreign keys cascade from each entry to its derived rows (and the FTS5 trigger forgets its words).
-    pks = list(session.scalars(select(SearchEntry.pk).where(condition)))
+    # The condition may read search_fields, so the entries are chosen (once) before anything is deleted;
+    # the foreign keys cascade from each entry to its derived rows (and the FTS5 trigger forgets its words).
+    chosen = session.execute(select(SearchEntry.pk, SearchEntry.subject).where(condition)).all()
+    pks = [pk for pk, _ in chosen]
     for start in range(0, len(pks), _DELETE_CHUNK):
         session.execute(delete(SearchEntry).where(SearchEntry.pk.in_(pks[start : start + _DELETE_CHUNK])))
     index.updated_at = utcnow()
-    return DeleteResult(index_id=index.id, subjects=subjects, entries=entries)
+    return DeleteResult(index_id=index.id, subjects=len({subject for _, subject in chosen}), entries=len(pks))
 
 
 def delete_entry(
@@ -388,7 +374,7 @@ def delete_entry(
 ) -> DeleteResult:
     """Delete one entry of a subject (writers); NotFound when it does not exist."""
     index = require_role(session, principal, ref, "writer")
-    result = _delete_where(
+    result = delete_entries(
         session, index, (SearchEntry.subject == subject) & (SearchEntry.entry_id == (entry_id or ""))
     )
     if not result.entries:
