@@ -32,6 +32,7 @@ def imports_of(package: Path) -> list[tuple[Path, str]]:
         ("flowlang", ("beamlink.service", "beamlink.agents", "beamlink.cli", "beamlink.sdk")),
         ("service", ("beamlink.cli", "beamlink.sdk", "beamlink.agents")),
         ("agents", ("beamlink.cli", "beamlink.service")),
+        ("apps", ("beamlink.service", "beamlink.agents", "beamlink.cli")),
     ],
 )
 def test_imports_point_one_way(package: str, forbidden: tuple[str, ...]) -> None:

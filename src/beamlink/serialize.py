@@ -13,6 +13,7 @@ import base64
 import binascii
 import contextlib
 import functools
+import importlib.metadata
 import inspect
 import json
 import platform
@@ -154,6 +155,13 @@ def function_source(fn: Callable[..., Any]) -> str | None:
         return None
 
 
+@functools.cache
+def _installed_packages() -> frozenset[str]:
+    """Top-level names of installed distributions, editable installs included (beamlink's own apps, a
+    facility's package): an endpoint imports those as the submitter does."""
+    return frozenset(importlib.metadata.packages_distributions())
+
+
 def _importable_everywhere(module_name: str | None) -> bool:
     """Installed packages and the standard library: pickling a reference is smaller and version-proof."""
     module = sys.modules.get(module_name or "")
@@ -162,7 +170,9 @@ def _importable_everywhere(module_name: str | None) -> bool:
         return False
     if not path:
         return True  # built-in module
-    return "site-packages" in path or "dist-packages" in path or path.startswith(_STDLIB)
+    if "site-packages" in path or "dist-packages" in path or path.startswith(_STDLIB):
+        return True
+    return (module_name or "").partition(".")[0] in _installed_packages()
 
 
 _STDLIB = sysconfig.get_paths()["stdlib"]

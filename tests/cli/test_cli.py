@@ -8,7 +8,6 @@ import stat
 import uuid
 from pathlib import Path
 
-from beamlink.credentials import read_credentials
 from beamlink.sdk import Client
 from beamlink.service.launcher import ServiceProcess, free_port
 from helpers import MakeUser, RunCli
@@ -150,14 +149,6 @@ def test_db_upgrade_and_current(cli: RunCli, tmp_path: Path) -> None:
     assert "upgraded from empty" in first.stdout
     assert "up to date" in cli("db", "upgrade", "--database-url", url, home=tmp_path).stdout
     assert "revision:" in cli("db", "current", "--database-url", url, home=tmp_path).stdout
-
-
-def test_demo_starts_a_healthy_service_and_stops_it(cli: RunCli, tmp_path: Path) -> None:
-    result = cli("demo", "--home", str(tmp_path / "demo"), env={"COLUMNS": "200"})
-    assert result.code == 0, result.stdout + result.stderr
-    assert "service healthy in" in result.stdout
-    assert "stopped cleanly (exit code 0)" in result.stdout
-    assert read_credentials(tmp_path / "demo" / "credentials.json") is not None
 
 
 def test_server_refuses_a_port_in_use_naming_it(cli: RunCli, service: ServiceProcess, tmp_path: Path) -> None:

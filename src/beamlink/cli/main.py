@@ -9,6 +9,9 @@ import typer
 
 import beamlink
 from beamlink.cli import (
+    app as apps,
+)
+from beamlink.cli import (
     clients,
     collection,
     endpoint,
@@ -85,6 +88,7 @@ app.add_typer(run.app, name="run")
 app.add_typer(timer.app, name="timer")
 app.add_typer(trigger.app, name="trigger")
 app.add_typer(search.app, name="search")
+app.add_typer(apps.app, name="app")
 
 # Exit codes scripts can rely on.
 EXIT_ERROR = 1

@@ -36,7 +36,7 @@ from beamlink.errors import BeamlinkError, ConfigError, ServiceUnreachable, Star
 from beamlink.sdk import Client
 from beamlink.service.launcher import ServiceProcess, running_service, stop_service
 
-__all__ = ["down", "up"]
+__all__ = ["down", "keep_up", "site_home", "start_site", "stop_site", "up"]
 
 SiteOption = Annotated[
     Path | None,
@@ -62,7 +62,7 @@ def _load(file: Path | None, home: Path | None) -> LoadedSite:
 
 
 @contextlib.contextmanager
-def _site_home(home: Path) -> Iterator[None]:
+def site_home(home: Path) -> Iterator[None]:
     """Point BEAMLINK_HOME at the site home: the start commands, the SDK and every child read it there."""
     old = os.environ.get("BEAMLINK_HOME")
     os.environ["BEAMLINK_HOME"] = str(home)
@@ -246,7 +246,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _watch(loaded: LoadedSite) -> None:
+def keep_up(loaded: LoadedSite) -> None:
     """Stay in the foreground until Ctrl-C or SIGTERM, saying when an agent stops on its own."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     _say("the site is up; Ctrl-C stops it (`beamlink up --detach` returns instead)")
@@ -261,6 +261,44 @@ def _watch(loaded: LoadedSite) -> None:
                 _say(f"{found.label} is {state}: see `beamlink {found.kind} logs {found.name}`")
 
 
+def start_site(loaded: LoadedSite, port: int | None, *, stop_on_failure: bool) -> ServiceRecord:
+    """Start (or reuse) the site's service and agents, print the table; StartupError if an agent fails.
+
+    Call it inside :func:`site_home`. ``stop_on_failure`` stops the whole site when an agent fails."""
+    loaded.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = SiteState.read(loaded.home)
+    if state is not None and state.source != loaded.source:
+        raise ConfigError(
+            f"the home {loaded.home} is in use by the site {state.source}: give this site a home of its own "
+            f"(service.home or --home), or stop that one first with `beamlink down`",
+            details={"home": str(loaded.home), "site": state.source},
+        )
+    service, how = _service(loaded, port, state)
+    # Recorded before any agent starts, so `down` can stop a site that failed half way.
+    SiteState(
+        source=loaded.source,
+        service=service,
+        collections=sorted({*loaded.site.collections, *(state.collections if state else [])}),
+        endpoints=sorted({*loaded.site.endpoints, *(state.endpoints if state else [])}),
+    ).write(loaded.home)
+    _say(f"service at {service.url}: {how}")
+    rows = _start_all(loaded, service.url)
+    service_row = _Row("service", "service", "Running", service.url)
+    _table([service_row, *rows])
+    failed = [r for r in rows if r.status != str(AgentState.RUNNING)]
+    if failed:
+        names = ", ".join(f"{r.kind} {r.name}" for r in failed)
+        if stop_on_failure:
+            stop_site(loaded)
+        raise StartupError(
+            f"not every agent is running ({names}); see `beamlink <kind> logs NAME` in "
+            f"BEAMLINK_HOME={loaded.home}"
+            + ("" if stop_on_failure else ", and `beamlink down` stops the rest")
+        )
+    _say(f"use it: export BEAMLINK_HOME={loaded.home} BEAMLINK_URL={service.url}")
+    return service
+
+
 def up(
     file: SiteOption = None,
     home: HomeOption = None,
@@ -272,49 +310,19 @@ def up(
 ) -> None:
     """Start a site: the service and the site's collections and endpoints; Ctrl-C stops them."""
     loaded = _load(file, home)
-    loaded.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state = SiteState.read(loaded.home)
-    if state is not None and state.source != loaded.source:
-        raise ConfigError(
-            f"the home {loaded.home} is in use by the site {state.source}: give this site a home of its own "
-            f"(service.home or --home), or stop that one first with `beamlink down`",
-            details={"home": str(loaded.home), "site": state.source},
-        )
     _say(f"site: {loaded.source} (home {loaded.home})")
     watching = False
     try:
-        with _site_home(loaded.home):
-            service, how = _service(loaded, port, state)
-            # Recorded before any agent starts, so `down` can stop a site that failed half way.
-            SiteState(
-                source=loaded.source,
-                service=service,
-                collections=sorted({*loaded.site.collections, *(state.collections if state else [])}),
-                endpoints=sorted({*loaded.site.endpoints, *(state.endpoints if state else [])}),
-            ).write(loaded.home)
-            _say(f"service at {service.url}: {how}")
-            rows = _start_all(loaded, service.url)
-            service_row = _Row("service", "service", "Running", service.url)
-            _table([service_row, *rows])
-            failed = [r for r in rows if r.status != str(AgentState.RUNNING)]
-            if failed:
-                names = ", ".join(f"{r.kind} {r.name}" for r in failed)
-                if not detach:
-                    _stop_site(loaded)
-                raise StartupError(
-                    f"not every agent is running ({names}); see `beamlink <kind> logs NAME` in "
-                    f"BEAMLINK_HOME={loaded.home}"
-                    + (", and `beamlink down` stops the rest" if detach else "")
-                )
-            _say(f"use it: export BEAMLINK_HOME={loaded.home} BEAMLINK_URL={service.url}")
+        with site_home(loaded.home):
+            start_site(loaded, port, stop_on_failure=not detach)
             if detach:
                 return
             watching = True
-            _watch(loaded)
+            keep_up(loaded)
     except KeyboardInterrupt:
         _say("stopping the site ...")
-        with _site_home(loaded.home):
-            _stop_site(loaded)
+        with site_home(loaded.home):
+            stop_site(loaded)
         if not watching:  # interrupted while starting: not a clean run
             raise typer.Exit(130) from None
 
@@ -338,7 +346,7 @@ def _stop_agent(found: AgentProfile) -> str:
     )
 
 
-def _stop_site(loaded: LoadedSite) -> None:
+def stop_site(loaded: LoadedSite) -> None:
     state = SiteState.read(loaded.home)
     if state is not None and state.source != loaded.source:
         # Another site's record: stop only the agents this site names, and leave that site's service.
@@ -371,5 +379,5 @@ def down(file: SiteOption = None, home: HomeOption = None) -> None:
     """Stop a site's agents, then its service if `beamlink up` started it."""
     loaded = _load(file, home)
     _say(f"site: {loaded.source} (home {loaded.home})")
-    with _site_home(loaded.home):
-        _stop_site(loaded)
+    with site_home(loaded.home):
+        stop_site(loaded)

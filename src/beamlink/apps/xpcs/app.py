@@ -1,0 +1,153 @@
+"""The XPCS app: raw measurement at the instrument → g2, fits and plots at the facility → the portal.
+
+States (the paper's tutorial layout, Gladier's XPCS flow without its workarounds):
+
+1. ``Names``/``Paths`` work out the dataset name and where its files go on each collection;
+2. ``TransferRaw`` copies the measurement from ``local_collection`` to ``remote_collection``;
+3. ``Correlate`` runs the multi-tau correlation and the fits on the ``compute`` endpoint;
+4. ``Plot`` draws g2 and Γ(q²) and ``GatherMetadata`` builds the record, on ``non_compute``;
+5. ``TransferResults`` copies the results folder to ``portal_collection``;
+6. ``Publish`` writes the record (with its figures and plot data) to the search index.
+
+``remote_root`` is the folder behind ``remote_collection`` as the compute endpoint's host sees it
+(the functions read and write files there). Running twice on one measurement replaces its files and
+its record: the record's subject is the dataset's place on the portal collection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from beamlink.apps.app import App
+from beamlink.apps.tools import Compute, Expr, Expression, Input, Publish, Transfer
+from beamlink.apps.xpcs.record import record_content
+from beamlink.apps.xpcs.steps import correlate, plot
+
+__all__ = ["app", "is_complete_measurement"]
+
+
+def is_complete_measurement(path: Path) -> bool:
+    """Whether an HDF5 file is whole: it opens and its frame stack has every frame it announces."""
+    from beamlink.apps.xpcs.measurement import read_measurement
+    from beamlink.errors import BeamlinkError
+
+    try:
+        read_measurement(path, load_frames=False)
+    except (BeamlinkError, OSError):
+        return False
+    return True
+
+
+_names = Expression(
+    name="Names",
+    comment="the file's name and the dataset name (the file name without its extension)",
+    parameters={
+        "file": Expr("pathsplit(input.measurement)[1]"),
+        "dataset": Expr("pathsplit(input.measurement)[1].rsplit('.', 1)[0]"),
+    },
+)
+
+_paths = Expression(
+    name="Paths",
+    comment="where the dataset lives on the remote and portal collections, and on the compute host",
+    parameters={
+        "remote_dir": Expr("input.remote_prefix + '/' + Names.dataset"),
+        "remote_file": Expr("input.remote_prefix + '/' + Names.dataset + '/' + Names.file"),
+        "remote_results": Expr("input.remote_prefix + '/' + Names.dataset + '/results'"),
+        "work_file": Expr(
+            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/' + Names.file"
+        ),
+        "work_results": Expr(
+            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/results'"
+        ),
+        "portal_dir": Expr("input.portal_prefix + '/' + Names.dataset"),
+        "subject": Expr("input.portal_collection + ':' + input.portal_prefix + '/' + Names.dataset"),
+    },
+    defaults_={"remote_prefix": "xpcs", "portal_prefix": "xpcs", "portal_collection": "portal"},
+)
+
+_transfer_raw = Transfer(
+    name="TransferRaw",
+    comment="the raw measurement: instrument → facility",
+    source=Input("local_collection"),
+    destination=Input("remote_collection"),
+    source_path=Input("measurement"),
+    destination_path="$.Paths.remote_file",
+    sync_level="checksum",
+    wait_time=3600,
+    defaults_={"local_collection": "local", "remote_collection": "remote"},
+)
+
+_correlate = Compute(
+    name="Correlate",
+    comment="multi-tau g2(q, tau), the fit of Gamma per q and of D (heavy: the compute endpoint)",
+    function=correlate,
+    endpoint="compute",
+    inputs={"measurement": "$.Paths.work_file", "output_dir": "$.Paths.work_results"},
+    wait_time=7200,
+)
+
+_plot = Compute(
+    name="Plot",
+    comment="g2 with its fits and Gamma against q^2, as PNG and as plot data",
+    function=plot,
+    endpoint="non_compute",
+    inputs={"results": f"{_correlate.output}.results", "output_dir": "$.Paths.work_results"},
+    wait_time=600,
+)
+
+_metadata = Compute(
+    name="GatherMetadata",
+    comment="the search record: metadata, fit, figures and plot data",
+    function=record_content,
+    endpoint="non_compute",
+    inputs={
+        "measurement": "$.Paths.work_file",
+        "correlation": _correlate.output,
+        "figures": _plot.output,
+        "portal_collection": Input("portal_collection"),
+        "portal_dir": "$.Paths.portal_dir",
+        "run_id": "$._context.run_id",
+    },
+    wait_time=600,
+)
+
+_transfer_results = Transfer(
+    name="TransferResults",
+    comment="results, figures: facility → portal",
+    source=Input("remote_collection"),
+    destination=Input("portal_collection"),
+    source_path="$.Paths.remote_results",
+    destination_path="$.Paths.portal_dir",
+    recursive=True,
+    wait_time=3600,
+)
+
+_publish = Publish(
+    name="Publish",
+    comment="the record the portal shows",
+    index=Input("index"),
+    subject="$.Paths.subject",
+    content=_metadata.output,
+    defaults_={"index": "xpcs"},
+)
+
+app = App(
+    name="xpcs",
+    title="XPCS: correlate, fit and publish",
+    description=(
+        "Moves an XPCS measurement (HDF5 frame stack with its q map) from the instrument to the facility, "
+        "computes multi-tau g2(q, tau) on the compute endpoint, fits Gamma per q and the diffusion "
+        "coefficient D, draws the figures and publishes a search record with them to the portal."
+    ),
+    keywords=["xpcs", "multi-tau", "diffusion"],
+    tools=[_names, _paths, _transfer_raw, _correlate, _plot, _metadata, _transfer_results, _publish],
+    input_help={
+        "measurement": "path of the HDF5 measurement on the local collection, e.g. incoming/A001.h5",
+        "remote_root": "the folder behind the remote collection on the compute endpoint's host",
+        "index": "the search index the record goes to",
+    },
+    file_input="measurement",
+    file_patterns=("*.h5", "*.hdf5", "*.hdf"),
+    is_complete=is_complete_measurement,
+)
