@@ -46,13 +46,16 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import types
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +65,9 @@ from beamlink.apps.xpcs.fit import fit_diffusion, fit_g2, reliable_bins
 from beamlink.apps.xpcs.measurement import iter_frames, read_measurement
 from beamlink.apps.xpcs.synthetic import SyntheticXpcsConfig, write_synthetic_measurement
 from beamlink.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from beamlink.sdk import Client
 
 SKBEAM_VERSION = "0.0.27"
 SKBEAM_SDIST = f"scikit_beam-{SKBEAM_VERSION}.tar.gz"
@@ -345,6 +351,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=default_cache(), help="measurement and sdist cache")
     parser.add_argument("--no-skbeam", action="store_true", help="time beamlink only")
     parser.add_argument("--skip-correlation", action="store_true", help="skip part (a)")
+    parser.add_argument("--skip-flow", action="store_true", help="skip part (b)")
+    parser.add_argument("--runs", type=int, default=5, help="(b): measured runs after one warm-up run")
+    parser.add_argument("--flow-frames", type=int, default=4096, help="(b): frames (the demo's default)")
+    parser.add_argument("--flow-size", type=int, default=64, help="(b): detector size (the demo's default)")
     args = parser.parse_args()
     if args.skip_correlation:
         print("(a) XPCS correlation speed: skipped (--skip-correlation)")
@@ -359,11 +369,131 @@ def main() -> None:
             cache=args.cache,
             skbeam=not args.no_skbeam,
         )
-    # ------------------------------------------------------------------------------------------------------
-    # (b) END-TO-END FLOW OVERHEAD goes here (to be added): run the XPCS flow (transfer → correlate → plot +
-    # metadata → transfer → publish) on a measurement and print each step's overhead beyond its own compute
-    # time. Give it its own --skip-flow flag and options above, like --skip-correlation for part (a).
-    # ------------------------------------------------------------------------------------------------------
+    if args.skip_flow:
+        print("(b) end-to-end flow overhead: skipped (--skip-flow)")
+    else:
+        flow_overhead(runs=args.runs, frames=args.flow_frames, size=args.flow_size)
+
+
+# --- (b) the XPCS flow end to end: the steps' own work against orchestration ---------------------------
+
+
+def _cli(home: Path, *args: str) -> str:
+    env = {**os.environ, "BEAMLINK_HOME": str(home)}
+    env.pop("BEAMLINK_URL", None)
+    done = subprocess.run([sys.executable, "-m", "beamlink", *args], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"beamlink {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float:
+    return (end - start).total_seconds() if start is not None and end is not None else 0.0
+
+
+def _step_work(client: Client, output: dict[str, Any], name: str, kind: str) -> float:
+    """The step's own work: a task's running time on its endpoint, a transfer's active time."""
+    details = (output.get(name) or {}).get("details") or {}
+    if kind == "compute":
+        task = client.get_task(details["results"][0]["task_id"])
+        at = {t.state: t.at for t in task.transitions}
+        return _seconds(at.get("running"), at.get("success"))
+    if kind == "transfer":
+        transfer = client.get_transfer(details["id"])
+        return _seconds(transfer.started_at, transfer.completed_at)
+    return 0.0
+
+
+def flow_overhead(*, runs: int, frames: int, size: int) -> None:
+    """Bring up the demo site in a temporary home, run the XPCS app ``runs`` times (after a warm-up run)
+    on copies of one measurement, and split each run into the steps' own work and the rest."""
+    from beamlink.apps.registry import load_app
+    from beamlink.apps.tools import Compute, Publish, Transfer
+    from beamlink.sdk import Client
+    from beamlink.service.launcher import free_port
+
+    print(
+        f"\n(b) XPCS flow end to end on the demo site: {frames} frames of {size}x{size}, "
+        f"{runs} runs + 1 warm-up"
+    )
+    xpcs = load_app("xpcs")
+    kinds = {
+        t.name: "compute"
+        if isinstance(t, Compute)
+        else "transfer"
+        if isinstance(t, Transfer)
+        else "ingest"
+        if isinstance(t, Publish)
+        else "expression"
+        for t in xpcs.tools
+    }
+    with tempfile.TemporaryDirectory(prefix="beamlink-bench-demo-") as tmp:
+        home = Path(tmp) / "site"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        began = time.monotonic()
+        _cli(home, "up", "--detach", "--home", str(home), "--port", str(port))
+        print(f"    site up in {time.monotonic() - began:.1f} s (service, 3 collections, 2 endpoints)")
+        try:
+            incoming = home / "data" / "local" / "incoming"
+            incoming.mkdir(parents=True, exist_ok=True)
+            config = SyntheticXpcsConfig(
+                shape=(size, size),
+                n_frames=frames,
+                beam_center_yx_px=(size / 2, size / 2),
+                ring_radii_px=(size / 16, size * 7 / 16),
+            )
+            first = incoming / "bench-0.h5"
+            write_synthetic_measurement(first, config)
+            for i in range(1, runs + 1):
+                shutil.copyfile(first, incoming / f"bench-{i}.h5")
+            payload = {"remote_root": str(home / "data" / "remote"), "index": "xpcs-bench"}
+            rows = []
+            with Client(url, home=home) as client:
+                for i in range(runs + 1):
+                    run, _ = xpcs.start(client, {**payload, "measurement": f"incoming/bench-{i}.h5"})
+                    info = client.wait_run(run.run_id, timeout=600, poll=0.05)
+                    if info.status != "SUCCEEDED":
+                        raise SystemExit(f"run {info.run_id} {info.status}: {info.error}: {info.cause}")
+                    if i == 0:
+                        continue  # warm-up: Parsl's worker starts, non_compute imports matplotlib
+                    total = _seconds(info.start_time, info.completion_time)
+                    work = {n: _step_work(client, info.output, n, k) for n, k in kinds.items()}
+                    events = list(client.iter_run_log(run.run_id))
+                    started = {
+                        e.state_name: e.time for e in events if e.code.endswith("Started") and e.state_name
+                    }
+                    ended = {
+                        e.state_name: e.time for e in events if e.code.endswith("Completed") and e.state_name
+                    }
+                    # A search ingest runs inside the engine's transaction: its whole action time is its work.
+                    for name, kind in kinds.items():
+                        if kind == "ingest":
+                            work[name] = _seconds(started.get(name), ended.get(name))
+                    rows.append((total, work, {n: _seconds(started.get(n), ended.get(n)) for n in kinds}))
+        finally:
+            _cli(home, "down", "--home", str(home))
+    print(
+        f"    {'step':<16} {'kind':<10} {'step s':>8} {'work s':>8} {'overhead s':>11}"
+        f"   (median of {runs} runs)"
+    )
+    for name, kind in kinds.items():
+        step = float(np.median([r[2][name] for r in rows]))
+        own = float(np.median([r[1][name] for r in rows]))
+        print(f"    {name:<16} {kind:<10} {step:8.3f} {own:8.3f} {step - own:11.3f}")
+    totals = np.array([r[0] for r in rows])
+    works = np.array([sum(r[1].values()) for r in rows])
+    overhead = totals - works
+    share = overhead / totals
+    print(
+        f"    run: median {np.median(totals):.3f} s; the steps' own work {np.median(works):.3f} s; "
+        f"orchestration {np.median(overhead):.3f} s = {np.median(share):.1%} of the run "
+        f"(max {share.max():.1%})"
+    )
+    print(
+        f"    target <= 5 % of the run: {'met' if np.median(share) <= 0.05 else 'MISSED'}; "
+        "Globus published 20 % for the XPCS flow (shared/reference/globus-flows-gladier.md 6.2)"
+    )
 
 
 if __name__ == "__main__":

@@ -98,3 +98,38 @@ engine:
   max_workers: 2
 heartbeat_period: 1
 """
+
+
+@dataclass
+class DemoSite:
+    """The built-in demo site brought up by `beamlink up` in a temporary home (``demo_site`` fixture)."""
+
+    home: Path
+    url: str
+
+    def cli(self, *args: str, timeout: float = 300) -> CliResult:
+        env = {**os.environ, "BEAMLINK_HOME": str(self.home), "COLUMNS": "200", "NO_COLOR": "1"}
+        env.pop("BEAMLINK_URL", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "beamlink", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    def client(self) -> Client:
+        return Client(self.url, home=self.home)
+
+    @property
+    def local(self) -> Path:
+        return self.home / "data" / "local"
+
+    @property
+    def remote(self) -> Path:
+        return self.home / "data" / "remote"
+
+    @property
+    def portal(self) -> Path:
+        return self.home / "data" / "portal"

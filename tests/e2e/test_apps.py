@@ -1,12 +1,12 @@
 """The XPCS app end to end on the built-in demo site, as real processes: `beamlink up` (service, three
 collections, a thread endpoint and a Parsl endpoint), then `beamlink demo`, `beamlink app run` and
-`beamlink app watch` against it. The site is brought up once for the module and taken down at the end.
+`beamlink app watch` against it. The site (the ``demo_site`` fixture of tests/e2e/conftest.py) is
+brought up once for the session.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import shutil
@@ -14,8 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,7 +22,7 @@ import pytest
 from beamlink.apps.xpcs.synthetic import SyntheticXpcsConfig, write_synthetic_measurement
 from beamlink.sdk import Client
 from beamlink.service.launcher import free_port
-from e2e_helpers import process_tree
+from e2e_helpers import DemoSite
 from helpers import CliResult
 
 pytestmark = pytest.mark.slow
@@ -33,66 +31,17 @@ pytestmark = pytest.mark.slow
 FRAMES, SIZE = 2048, 48
 
 
-@dataclass
-class DemoSite:
-    home: Path
-    url: str
-
-    def cli(self, *args: str, timeout: float = 300) -> CliResult:
-        env = {**os.environ, "BEAMLINK_HOME": str(self.home), "COLUMNS": "200", "NO_COLOR": "1"}
-        env.pop("BEAMLINK_URL", None)
-        done = subprocess.run(
-            [sys.executable, "-m", "beamlink", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-        )
-        return CliResult(done.returncode, done.stdout, done.stderr)
-
-    def client(self) -> Client:
-        return Client(self.url, home=self.home)
-
-    @property
-    def local(self) -> Path:
-        return self.home / "data" / "local"
-
-    @property
-    def remote(self) -> Path:
-        return self.home / "data" / "remote"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
-    home = tmp_path_factory.mktemp("demo-site")
-    port = free_port()
-    found = DemoSite(home, f"http://127.0.0.1:{port}")
-    up = found.cli("up", "--detach", "--home", str(home), "--port", str(port), timeout=180)
-    state = home / "site-state.json"
-    pids = []
-    if state.is_file():
-        pids.append(json.loads(state.read_text())["service"]["pid"])
-    pids += [int(p.read_text().split()[0]) for p in home.glob("*s/*/daemon.pid")]
-    procs = [proc for pid in pids for proc in process_tree(pid)]
-    try:
-        assert up.code == 0, up.stdout + up.stderr
-        yield found
-    finally:
-        found.cli("down", "--home", str(home))
-        for proc in procs:
-            if proc.is_running():
-                proc.kill()
-
-
-def _demo(site: DemoSite) -> CliResult:
-    port = site.url.rsplit(":", 1)[1]
-    return site.cli(
-        "demo", "--home", str(site.home), "--port", port, "--frames", str(FRAMES), "--size", str(SIZE)
+def _demo(demo_site: DemoSite) -> CliResult:
+    port = demo_site.url.rsplit(":", 1)[1]
+    return demo_site.cli(
+        "demo", "--home", str(demo_site.home), "--port", port, "--frames", str(FRAMES), "--size", str(SIZE)
     )
 
 
-def test_the_demo_runs_the_xpcs_flow_and_the_record_is_in_the_portal_with_its_plots(site: DemoSite) -> None:
-    first = _demo(site)
+def test_the_demo_runs_the_xpcs_flow_and_the_record_is_in_the_portal_with_its_plots(
+    demo_site: DemoSite,
+) -> None:
+    first = _demo(demo_site)
     out = first.stdout
     assert first.code == 0, out + first.stderr
     for step in ("TransferRaw", "Correlate", "Plot", "GatherMetadata", "TransferResults", "Publish"):
@@ -105,7 +54,7 @@ def test_the_demo_runs_the_xpcs_flow_and_the_record_is_in_the_portal_with_its_pl
     record_url = next(
         line.split("record: ", 1)[1] for line in out.splitlines() if line.startswith("record: ")
     )
-    assert record_url.startswith(f"{site.url}/portal/records/xpcs/")
+    assert record_url.startswith(f"{demo_site.url}/portal/records/xpcs/")
 
     # Anyone may see the record: its page shows the figures, which the portal serves.
     with httpx.Client(timeout=30) as web:
@@ -115,10 +64,10 @@ def test_the_demo_runs_the_xpcs_flow_and_the_record_is_in_the_portal_with_its_pl
         assert "gamma_q2.png" in page.text
         images = re.findall(r'src="(/portal/files/[^"]+/g2\.png)"', page.text)
         assert images, page.text
-        figure = web.get(f"{site.url}{html.unescape(images[0])}")
+        figure = web.get(f"{demo_site.url}{html.unescape(images[0])}")
         assert figure.status_code == 200
         assert figure.content.startswith(b"\x89PNG")
-    with Client(site.url, anonymous=True) as anonymous:
+    with Client(demo_site.url, anonymous=True) as anonymous:
         found = anonymous.search("xpcs", q="XPCS")
     assert found.total == 1
     content = found.gmeta[0].entries[0].content
@@ -129,16 +78,16 @@ def test_the_demo_runs_the_xpcs_flow_and_the_record_is_in_the_portal_with_its_pl
     assert content["run_id"]
     # The results landed on the portal collection, through the remote one.
     dataset = f"demo-A001-{SIZE}px-{FRAMES}f"
-    assert (site.home / "data" / "portal" / "xpcs" / dataset / "g2.png").is_file()
-    assert (site.remote / "xpcs" / dataset / f"{dataset}.h5").is_file()
+    assert (demo_site.home / "data" / "portal" / "xpcs" / dataset / "g2.png").is_file()
+    assert (demo_site.remote / "xpcs" / dataset / f"{dataset}.h5").is_file()
 
 
-def test_running_the_demo_twice_reuses_the_flow_the_functions_and_the_record(site: DemoSite) -> None:
-    again = _demo(site)
+def test_running_the_demo_twice_reuses_the_flow_the_functions_and_the_record(demo_site: DemoSite) -> None:
+    again = _demo(demo_site)
     assert again.code == 0, again.stdout + again.stderr
     assert " unchanged, no function(s) registered (all reused)" in again.stdout
     assert "— reused" in again.stdout  # the measurement too
-    with site.client() as client:
+    with demo_site.client() as client:
         flows = [f for f in client.list_flows(owned=True) if "beamlink-app:xpcs" in f.keywords]
         assert len(flows) == 1
         assert len(list(client.list_functions(owned=True))) == 3
@@ -147,23 +96,31 @@ def test_running_the_demo_twice_reuses_the_flow_the_functions_and_the_record(sit
         assert client.search("xpcs", q="XPCS").total == 1
 
 
-def test_a_payload_missing_keys_is_refused_before_anything_starts(site: DemoSite) -> None:
-    with site.client() as client:
+def test_a_payload_missing_keys_is_refused_before_anything_starts(demo_site: DemoSite) -> None:
+    with demo_site.client() as client:
         runs_before = len(client.list_runs())
-    result = site.cli("app", "run", "xpcs", "--set", "index=xpcs")
+    result = demo_site.cli("app", "run", "xpcs", "--set", "index=xpcs")
     assert result.code == 1
     assert "lacks 2 key(s): measurement (needed by Names, TransferRaw" in result.stderr
     assert "remote_root (needed by Paths" in result.stderr
-    with site.client() as client:
+    with demo_site.client() as client:
         assert len(client.list_runs()) == runs_before
 
 
-def test_a_corrupted_hdf5_fails_at_correlate_and_says_why_in_the_cli_and_the_portal(site: DemoSite) -> None:
-    broken = site.local / "incoming" / "broken.h5"
+def test_a_corrupted_hdf5_fails_at_correlate_and_says_why_in_the_cli_and_the_portal(
+    demo_site: DemoSite,
+) -> None:
+    broken = demo_site.local / "incoming" / "broken.h5"
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(4096))
-    result = site.cli(
-        "app", "run", "xpcs", "--set", "measurement=incoming/broken.h5", "--set", f"remote_root={site.remote}"
+    result = demo_site.cli(
+        "app",
+        "run",
+        "xpcs",
+        "--set",
+        "measurement=incoming/broken.h5",
+        "--set",
+        f"remote_root={demo_site.remote}",
     )
     assert result.code == 1, result.stdout
     assert "✓ TransferRaw" in result.stdout
@@ -176,15 +133,15 @@ def test_a_corrupted_hdf5_fails_at_correlate_and_says_why_in_the_cli_and_the_por
     run_id = next(
         line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith("run ")
     )
-    with site.client() as client:
+    with demo_site.client() as client:
         info = client.get_run(run_id)
         assert info.status == "FAILED"
         assert "broken.h5" in (info.cause or "")
         admin = client.whoami().username
-    password = (site.home / "server" / "admin-password").read_text().strip()
+    password = (demo_site.home / "server" / "admin-password").read_text().strip()
     from portal_helpers import sign_in
 
-    with sign_in(site.url, admin, password) as web:
+    with sign_in(demo_site.url, admin, password) as web:
         page = web.get(f"/portal/runs/{run_id}")
         assert page.status_code == 200
         assert "broken.h5" in page.text
@@ -213,12 +170,12 @@ def _write_in_two_parts(path: Path) -> None:
     staging.unlink()
 
 
-def test_watch_starts_one_run_per_complete_file_and_a_restart_starts_none_again(site: DemoSite) -> None:
-    folder = site.local / "incoming" / "watched"
+def test_watch_starts_one_run_per_complete_file_and_a_restart_starts_none_again(demo_site: DemoSite) -> None:
+    folder = demo_site.local / "incoming" / "watched"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder)
     folder.mkdir()
-    env = {**os.environ, "BEAMLINK_HOME": str(site.home), "COLUMNS": "200", "NO_COLOR": "1"}
+    env = {**os.environ, "BEAMLINK_HOME": str(demo_site.home), "COLUMNS": "200", "NO_COLOR": "1"}
     command = [
         sys.executable,
         "-m",
@@ -228,7 +185,7 @@ def test_watch_starts_one_run_per_complete_file_and_a_restart_starts_none_again(
         "xpcs",
         "local:incoming/watched/",
         "--set",
-        f"remote_root={site.remote}",
+        f"remote_root={demo_site.remote}",
         "--settle",
         "1",
     ]
@@ -237,7 +194,7 @@ def test_watch_starts_one_run_per_complete_file_and_a_restart_starts_none_again(
         time.sleep(3)  # the watch is set up
         (folder / "notes.txt").write_text("not a measurement")
         _write_in_two_parts(folder / "W001.h5")
-        with site.client() as client:
+        with demo_site.client() as client:
             deadline = time.monotonic() + 240
             runs: list = []
             while time.monotonic() < deadline:
@@ -261,7 +218,7 @@ def test_watch_starts_one_run_per_complete_file_and_a_restart_starts_none_again(
     time.sleep(6)
     again.send_signal(signal.SIGINT)
     again.communicate(timeout=30)
-    with site.client() as client:
+    with demo_site.client() as client:
         assert len([r for r in client.list_runs() if (r.label or "").endswith("W001.h5")]) == 1
 
 

@@ -54,7 +54,8 @@ def function_checksum(function: Callable[..., Any]) -> str:
 @dataclass
 class App:
     """A named chain of tools. ``file_input`` names the input key a watched file fills (watch mode);
-    ``is_complete`` tells whether such a file is whole yet (default: it is)."""
+    ``is_complete`` tells whether such a file is whole yet (default: it is); ``example`` writes a
+    synthetic input into a folder and returns its path (``beamlink app example``)."""
 
     name: str
     tools: Sequence[Tool]
@@ -66,6 +67,7 @@ class App:
     file_input: str | None = None
     file_patterns: Sequence[str] = ("*",)
     is_complete: Callable[[Path], bool] | None = None
+    example: Callable[[Path], Path] | None = None
     summarize: Callable[[RunInfo], list[tuple[str, str]]] | None = None
 
     def __post_init__(self) -> None:

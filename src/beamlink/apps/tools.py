@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beamlink.errors import InvalidInput, NotFound
+from beamlink.protocol.search import FacetRequest
 from beamlink.sdk import Client
 
 __all__ = [
@@ -251,12 +252,19 @@ class Transfer(Tool):
 
 @dataclass(kw_only=True)
 class Publish(Tool):
-    """Write (or replace) the record ``subject`` of ``index`` with ``content``, seen by ``visible_to``."""
+    """Write (or replace) the record ``subject`` of ``index`` with ``content``, seen by ``visible_to``.
+
+    Before a run the index is created if it is missing, with ``facets`` (FacetRequest documents: what
+    the portal offers to narrow the results, e.g. ``{"field_name": "hit_rate", "type":
+    "numeric_histogram", "histogram_range": {"low": 0, "high": 1}}``); an index of yours whose facets
+    differ gets these.
+    """
 
     index: Any
     subject: Any
     content: Any
     visible_to: Any = field(default_factory=lambda: Input("visible_to"))
+    facets: list[dict[str, Any]] = field(default_factory=list)
 
     def values(self) -> dict[str, Any]:
         return {
@@ -275,10 +283,14 @@ class Publish(Tool):
         index = payload.get(match.group(1)) if match else self.index
         if not isinstance(index, str):
             return
+        wanted = [FacetRequest.model_validate(f) for f in self.facets]
         try:
-            client.get_index(index)
+            info = client.get_index(index)
         except NotFound:
-            client.create_index(index, description=f"Created for the {self.name} step of an app")
+            client.create_index(index, description=f"Records of the {self.name} step", facets=wanted)
+            return
+        if wanted and info.facets != wanted and info.user_role in ("owner", "admin"):
+            client.update_index(index, facets=wanted)
 
     def state(self, function_ids: Mapping[str, str]) -> dict[str, Any]:
         return self._action("beamlink:search_ingest", _parameters(self.values()))

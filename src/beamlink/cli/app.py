@@ -24,7 +24,7 @@ from beamlink.apps.registry import app_entries, load_app
 from beamlink.apps.tools import Compute, Expression, Publish, Transfer
 from beamlink.cli.context import UrlOption, client, parse_input
 from beamlink.cli.output import JsonOption, console, print_json, print_table
-from beamlink.errors import InvalidInput
+from beamlink.errors import BeamlinkError, InvalidInput
 from beamlink.protocol.flows import RunEvent, RunInfo
 from beamlink.sdk import Client
 from beamlink.sdk.flows import TERMINAL_RUN_STATUSES
@@ -204,17 +204,21 @@ def describe_failure(info: RunInfo, times: StepTimes | None = None) -> str:
 @app.command("list")
 def list_apps(json: JsonOption = False) -> None:
     """The installed apps."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, entry in app_entries().items():
-        loaded = entry.load()
+        row: dict[str, Any] = {"name": name, "package": entry.package, "target": entry.target}
+        try:
+            loaded = entry.load()
+        except BeamlinkError as exc:  # one broken package must not hide the others
+            rows.append({**row, "title": "", "steps": [], "required_input": [], "error": exc.message})
+            continue
         rows.append(
             {
-                "name": name,
+                **row,
                 "title": loaded.title,
-                "package": entry.package,
-                "target": entry.target,
                 "steps": [t.name for t in loaded.tools],
                 "required_input": list(loaded.required_input()),
+                "error": None,
             }
         )
     if json:
@@ -224,7 +228,7 @@ def list_apps(json: JsonOption = False) -> None:
         "Apps",
         [
             ("Name", lambda r: r["name"]),
-            ("Title", lambda r: r["title"]),
+            ("Title", lambda r: r["title"] or f"cannot load: {r['error']}"),
             ("Steps", lambda r: " → ".join(r["steps"])),
             ("Required input", lambda r: ", ".join(r["required_input"])),
             ("Package", lambda r: r["package"]),
@@ -337,6 +341,27 @@ def run(
                 _say(f"  {key}: {value}")
     if info.status != "SUCCEEDED":
         raise typer.Exit(1)
+
+
+@app.command("example")
+def example(
+    name: NameArg,
+    location: Annotated[str, typer.Argument(help="COLLECTION:FOLDER to write it to, e.g. local:incoming/")],
+) -> None:
+    """Write a synthetic input of an app (with a known answer) into a folder of a collection here."""
+    from beamlink.cli.app_watch import local_folder
+    from beamlink.config import default_home
+
+    target = load_app(name)
+    if target.example is None or target.file_input is None:
+        raise InvalidInput(f"the {name} app has no example input; `beamlink app show {name}` lists its input")
+    collection, prefix, folder = local_folder(default_home(), location)
+    folder.mkdir(parents=True, exist_ok=True)
+    with console.status(f"writing an example input for {name} ..."):
+        written = target.example(folder)
+    relative = f"{prefix}{written.relative_to(folder).as_posix()}"
+    _say(f"wrote {collection}:{relative} ({written.stat().st_size / 1e6:.1f} MB)")
+    _say(f"run it: beamlink app run {name} --set {target.file_input}={relative} --set remote_root=DIR")
 
 
 @app.command("watch")

@@ -36,27 +36,13 @@ def _say(text: str) -> None:
 
 def _measurement(folder: Path, frames: int, size: int) -> tuple[Path, float, bool]:
     """The demo measurement (written once; the same parameters give the same file) and its true D."""
+    from beamlink.apps.xpcs.app import example_measurement
     from beamlink.apps.xpcs.measurement import read_measurement
-    from beamlink.apps.xpcs.synthetic import SyntheticXpcsConfig, write_synthetic_measurement
 
-    config = SyntheticXpcsConfig(
-        shape=(size, size),
-        n_frames=frames,
-        beam_center_yx_px=(size / 2, size / 2),
-        ring_radii_px=(size / 16, size * 7 / 16),
-    )
-    path = folder / f"{DATASET}-{size}px-{frames}f.h5"
-    if path.is_file():
-        try:
-            known = read_measurement(path, load_frames=False).truth
-            return path, float(known["diffusion_nm2_s"]), True
-        except Exception:
-            path.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")  # renamed when whole: a watcher never sees half
-    truth = write_synthetic_measurement(partial, config)
-    partial.rename(path)
-    return path, truth.diffusion_nm2_s, False
+    existed = (folder / f"{DATASET}-{size}px-{frames}f.h5").is_file()
+    path = example_measurement(folder, frames=frames, size=size, name=DATASET)
+    truth = read_measurement(path, load_frames=False).truth
+    return path, float(truth["diffusion_nm2_s"]), existed
 
 
 def _output(info: Any, *keys: str | int) -> Any:

@@ -62,6 +62,12 @@ class _Strict(BaseModel):
 # -- indexes -------------------------------------------------------------------------------------------
 
 
+_FACETS_HELP = (
+    "The facets the portal shows for this index (terms, numeric_histogram with histogram_range, "
+    "date_histogram); empty: the portal picks short text fields of recent records."
+)
+
+
 class IndexCreate(_Strict):
     name: str = Field(
         min_length=1,
@@ -71,11 +77,13 @@ class IndexCreate(_Strict):
     )
     display_name: str | None = Field(default=None, max_length=128)
     description: str | None = Field(default=None, max_length=4000)
+    facets: list[FacetRequest] = Field(default_factory=list, max_length=20, description=_FACETS_HELP)
 
 
 class IndexUpdate(_Strict):
     display_name: str | None = Field(default=None, max_length=128)
     description: str | None = Field(default=None, max_length=4000)
+    facets: list[FacetRequest] | None = Field(default=None, max_length=20, description=_FACETS_HELP)
 
 
 class IndexInfo(BaseModel):
@@ -89,6 +97,7 @@ class IndexInfo(BaseModel):
     user_role: str | None = None
     num_subjects: int = 0
     num_entries: int = 0
+    facets: list[FacetRequest] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 
@@ -318,3 +327,8 @@ class DeleteResult(BaseModel):
     index_id: str
     subjects: int
     entries: int
+
+
+IndexCreate.model_rebuild()
+IndexUpdate.model_rebuild()
+IndexInfo.model_rebuild()

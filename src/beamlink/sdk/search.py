@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from beamlink.protocol.search import (
     DeleteByQuery,
     DeleteResult,
+    FacetRequest,
     IndexCreate,
     IndexInfo,
     IndexRoleCreate,
@@ -28,10 +29,23 @@ class SearchMixin(BaseClient):
     # -- indexes ----------------------------------------------------------------------------------
 
     def create_index(
-        self, name: str, *, display_name: str | None = None, description: str | None = None
+        self,
+        name: str,
+        *,
+        display_name: str | None = None,
+        description: str | None = None,
+        facets: Sequence[FacetRequest | Mapping[str, Any]] = (),
     ) -> IndexInfo:
-        body = IndexCreate(name=name, display_name=display_name, description=description)
-        return IndexInfo.model_validate(self.request("POST", "/v1/indexes", json=body.model_dump()))
+        """``facets``: what the portal offers to narrow this index's results (FacetRequest documents)."""
+        body = IndexCreate(
+            name=name,
+            display_name=display_name,
+            description=description,
+            facets=[FacetRequest.model_validate(f) for f in facets],
+        )
+        return IndexInfo.model_validate(
+            self.request("POST", "/v1/indexes", json=body.model_dump(mode="json", exclude_none=True))
+        )
 
     def list_indexes(self) -> list[IndexInfo]:
         return [IndexInfo.model_validate(item) for item in self.request("GET", "/v1/indexes")]
@@ -40,13 +54,22 @@ class SearchMixin(BaseClient):
         return self._get_model(IndexInfo, f"/v1/indexes/{quote_segment(index)}")
 
     def update_index(
-        self, index: str, *, display_name: str | None = None, description: str | None = None
+        self,
+        index: str,
+        *,
+        display_name: str | None = None,
+        description: str | None = None,
+        facets: Sequence[FacetRequest | Mapping[str, Any]] | None = None,
     ) -> IndexInfo:
-        changes = {"display_name": display_name, "description": description}
+        changes: dict[str, Any] = {"display_name": display_name, "description": description}
+        if facets is not None:
+            changes["facets"] = [FacetRequest.model_validate(f) for f in facets]
         body = IndexUpdate.model_validate({k: v for k, v in changes.items() if v is not None})
         return IndexInfo.model_validate(
             self.request(
-                "PATCH", f"/v1/indexes/{quote_segment(index)}", json=body.model_dump(exclude_unset=True)
+                "PATCH",
+                f"/v1/indexes/{quote_segment(index)}",
+                json=body.model_dump(mode="json", exclude_unset=True, exclude_none=True),
             )
         )
 

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import psutil
@@ -47,7 +48,7 @@ class Recorder:
         self.started: list[str] = []
         self.outcomes: list[TaskOutcome] = []
 
-    def on_started(self, task_id: str) -> None:
+    def on_started(self, task_id: str, at: datetime) -> None:
         with self._changed:
             self.started.append(task_id)
             self._changed.notify_all()

@@ -82,8 +82,7 @@ class EndpointAgent:
 
     # -- engine callbacks (any thread) ----------------------------------------------------------
 
-    def _on_started(self, task_id: str) -> None:
-        at = datetime.now(UTC)
+    def _on_started(self, task_id: str, at: datetime) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._note_started, task_id, at)
 

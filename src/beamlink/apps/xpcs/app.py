@@ -23,7 +23,7 @@ from beamlink.apps.tools import Compute, Expr, Expression, Input, Publish, Trans
 from beamlink.apps.xpcs.record import record_content
 from beamlink.apps.xpcs.steps import correlate, plot
 
-__all__ = ["app", "is_complete_measurement"]
+__all__ = ["app", "example_measurement", "is_complete_measurement"]
 
 
 def is_complete_measurement(path: Path) -> bool:
@@ -36,6 +36,27 @@ def is_complete_measurement(path: Path) -> bool:
     except (BeamlinkError, OSError):
         return False
     return True
+
+
+def example_measurement(folder: Path, *, frames: int = 4096, size: int = 64, name: str = "demo-A001") -> Path:
+    """A synthetic measurement with a known D (4.9 µm²/s) in ``folder``: written under a temporary name
+    and renamed when whole (a watcher never sees half of it); an intact earlier copy is kept."""
+    from beamlink.apps.xpcs.synthetic import SyntheticXpcsConfig, write_synthetic_measurement
+
+    path = folder / f"{name}-{size}px-{frames}f.h5"
+    if path.is_file() and is_complete_measurement(path):
+        return path
+    config = SyntheticXpcsConfig(
+        shape=(size, size),
+        n_frames=frames,
+        beam_center_yx_px=(size / 2, size / 2),
+        ring_radii_px=(size / 16, size * 7 / 16),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    write_synthetic_measurement(partial, config)
+    partial.rename(path)
+    return path
 
 
 _names = Expression(
@@ -150,4 +171,5 @@ app = App(
     file_input="measurement",
     file_patterns=("*.h5", "*.hdf5", "*.hdf"),
     is_complete=is_complete_measurement,
+    example=example_measurement,
 )

@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from beamlink.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
-from beamlink.protocol.search import IndexCreate, IndexInfo, IndexRoleCreate, IndexRoleInfo, IndexUpdate
+from beamlink.protocol.search import (
+    FacetRequest,
+    IndexCreate,
+    IndexInfo,
+    IndexRoleCreate,
+    IndexRoleInfo,
+    IndexUpdate,
+)
 from beamlink.service.auth import permissions
 from beamlink.service.auth.grants import grant_info, parse_principal
 from beamlink.service.auth.models import Grant
@@ -86,6 +93,7 @@ def create_index(session: Session, principal: Principal, body: IndexCreate) -> S
         name=body.name,
         display_name=body.display_name or body.name,
         description=body.description,
+        facets=[f.model_dump(mode="json", exclude_none=True) for f in body.facets],
         owner_id=principal.id,
         created_at=now,
         updated_at=now,
@@ -100,7 +108,7 @@ def create_index(session: Session, principal: Principal, body: IndexCreate) -> S
 
 def update_index(session: Session, principal: Principal, ref: str, body: IndexUpdate) -> SearchIndex:
     index = require_role(session, principal, ref, "admin")
-    for field, value in body.model_dump(exclude_unset=True).items():
+    for field, value in body.model_dump(mode="json", exclude_unset=True, exclude_none=True).items():
         if field == "display_name" and not value:
             value = index.name
         setattr(index, field, value)
@@ -134,6 +142,7 @@ def index_info(session: Session, principal: Principal | None, index: SearchIndex
         name=index.name,
         display_name=index.display_name,
         description=index.description,
+        facets=[FacetRequest.model_validate(f) for f in index.facets or []],
         owner_id=index.owner_id,
         owner_name=index.owner.username if index.owner else None,
         user_role=user_role(session, principal, index),

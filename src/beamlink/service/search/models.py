@@ -35,6 +35,8 @@ class SearchIndex(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     display_name: Mapped[str] = mapped_column(String(128), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
+    # The portal's facets for this index, as FacetRequest documents (a list; empty: guessed).
+    facets: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = created_column()

@@ -35,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OnStarted = Callable[[str], None]
+OnStarted = Callable[[str, datetime], None]
 OnDone = Callable[[TaskOutcome], None]
 
 
@@ -172,9 +172,10 @@ class Engine(ABC):
         with self._lock:
             if not self._is_current(entry) or entry.started_at is not None:
                 return False
-            entry.started_at = at or _now()
+            started = entry.started_at = at or _now()
         try:
-            self._on_started(entry.job.task_id)
+            # The call's own start time: the parsl engine learns of a start by polling, a moment later.
+            self._on_started(entry.job.task_id, started)
         except Exception:
             logger.exception("on_started failed for task %s", entry.job.task_id)
         return True
