@@ -44,7 +44,7 @@ class SearchMixin(BaseClient):
             facets=[FacetRequest.model_validate(f) for f in facets],
         )
         return IndexInfo.model_validate(
-            self.request("POST", "/v1/indexes", json=body.model_dump(mode="json", exclude_none=True))
+            self.request("POST", "/v1/indexes", json=body.model_dump(mode="json", exclude_defaults=True))
         )
 
     def list_indexes(self) -> list[IndexInfo]:

@@ -346,3 +346,56 @@ def test_search_pages_through_results_and_filters_by_url(admin: Client, service:
     assert "6 results" in odd.text
     assert 'value="keywords:odd" checked' in odd.text
     assert 'select id="index" name="index"' in odd.text
+
+
+def test_an_index_declaring_facets_gets_them_and_a_histogram_bucket_filters_by_range(
+    admin: Client, service: ServiceProcess
+) -> None:
+    index = f"portal-{uuid.uuid4().hex[:8]}"
+    admin.create_index(
+        index,
+        facets=[
+            {"field_name": "hit_rate", "type": "numeric_histogram", "histogram_range": {"low": 0, "high": 1}},
+            {"field_name": "sample", "type": "terms"},
+            {"field_name": "n_hits", "type": "sum"},
+        ],
+    )
+    assert [f.field_name for f in admin.get_index(index).facets] == ["hit_rate", "sample", "n_hits"]
+    records = [
+        {
+            "subject": f"run-{n}",
+            "entries": [
+                {
+                    "visible_to": ["public"],
+                    "content": {
+                        "title": f"Run {n}",
+                        "hit_rate": round(n / 10 + 0.05, 2),
+                        "sample": f"lyso-{n % 2}",
+                        "n_hits": n,
+                    },
+                }
+            ],
+        }
+        for n in range(10)
+    ]
+    admin.ingest(index, {"records": records})
+    page = httpx.get(f"{service.url}/portal/search", params={"index": index})
+    assert "Hit rate" in page.text
+    assert 'value="hit_rate:0.3..0.4"' in page.text
+    assert "0.3 to 0.4" in page.text
+    assert 'value="sample:lyso-0"' in page.text
+    assert "data-facet-total>45<" in page.text  # sum of n_hits
+    assert "Keywords" not in page.text  # declared facets replace the guessed ones
+    # A bucket is a range filter; two buckets of one facet are either-or, two facets both.
+    url = f"{service.url}/portal/search"
+    one = httpx.get(url, params={"index": index, "f": "hit_rate:0.3..0.4"})
+    assert "1 result" in one.text
+    assert 'value="hit_rate:0.3..0.4" checked' in one.text
+    two = httpx.get(url, params={"index": index, "f": ["hit_rate:0.3..0.4", "hit_rate:0.5..0.6"]})
+    assert "2 results" in two.text
+    odd = ["hit_rate:0.3..0.4", "hit_rate:0.5..0.6", "sample:lyso-1"]
+    assert "2 results" in httpx.get(url, params={"index": index, "f": odd}).text
+    even = ["hit_rate:0.3..0.4", "hit_rate:0.5..0.6", "sample:lyso-0"]
+    assert "0 results" in httpx.get(url, params={"index": index, "f": even}).text
+    # An index's owner may change its facets; an empty list goes back to guessing.
+    assert admin.update_index(index, facets=[]).facets == []

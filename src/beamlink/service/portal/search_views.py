@@ -1,9 +1,10 @@
 """What the search and record pages show, read through the search domain (which filters every entry by
 its ``visible_to``, so anonymous visitors see public records only).
 
-Facets: an index has no schema, so the page facets on ``keywords`` and on the short text fields that the
-index's most recent records carry (the same few for every query of an index, so checking a box never
-makes its own facet disappear).
+Facets: an index may declare its facets (``IndexInfo.facets``: terms, numeric histograms whose buckets
+become range filters, date histograms, sums and averages); an index that declares none has no schema,
+so the page facets on ``keywords`` and on the short text fields that its most recent records carry (the
+same few for every query of an index, so checking a box never makes its own facet disappear).
 """
 
 from __future__ import annotations
@@ -106,9 +107,13 @@ class Card:
 
 @dataclass
 class FacetView:
+    """``buckets`` are (value as the checkbox sends it, label, count, checked); ``total`` is the one
+    number of a sum or avg facet (no buckets)."""
+
     field: str
     label: str
-    buckets: list[tuple[str, int, bool]]
+    buckets: list[tuple[str, str, int, bool]]
+    total: str | None = None
 
 
 @dataclass
@@ -170,16 +175,65 @@ def _facet_fields(session: Session, principal: Principal | None, index: str) -> 
     return ordered[:_MAX_FACETS]
 
 
-def _facet_views(results: list[FacetResult], chosen: dict[str, list[str]]) -> list[FacetView]:
+def _number_text(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _bucket(value: Any) -> tuple[str, str]:
+    """(value the checkbox sends, label shown) of one bucket."""
+    if isinstance(value, dict) and "from" in value and "to" in value:
+        low, high = _number_text(float(value["from"])), _number_text(float(value["to"]))
+        return f"{low}..{high}", f"{low} to {high}"
+    return str(value), str(value)
+
+
+def _facet_views(
+    results: list[FacetResult], chosen: dict[str, list[str]], declared: dict[str, FacetRequest]
+) -> list[FacetView]:
     views = []
     for result in results:
+        facet = declared.get(result.name)
+        label = result.name.replace("_", " ").capitalize()
+        if facet is not None and facet.type in ("sum", "avg"):
+            if result.value is not None:
+                views.append(
+                    FacetView(result.name, f"{label} ({facet.type})", [], _number_text(result.value))
+                )
+            continue
         picked = chosen.get(result.name, [])
-        buckets = [(str(b.value), b.count, str(b.value) in picked) for b in result.buckets]
-        # A chosen value stays on screen (checked) even when no result carries it any more.
-        buckets += [(value, 0, True) for value in picked if value not in {b[0] for b in buckets}]
+        buckets = []
+        for b in result.buckets:
+            value, text = _bucket(b.value)
+            # Empty histogram slots are noise; a chosen one stays (checked) so it can be unchecked.
+            if b.count or value in picked:
+                buckets.append((value, text, b.count, value in picked))
+        buckets += [
+            (value, value.replace("..", " to "), 0, True)
+            for value in picked
+            if value not in {b[0] for b in buckets}
+        ]
         if buckets:
-            views.append(FacetView(result.name, result.name.replace("_", " ").capitalize(), buckets))
+            views.append(FacetView(result.name, label, buckets))
     return views
+
+
+def _range(text: str) -> dict[str, str] | None:
+    low, sep, high = text.partition("..")
+    return {"from": low, "to": high} if sep and low and high else None
+
+
+def _filters(chosen: dict[str, list[str]], declared: dict[str, FacetRequest]) -> list[FilterRequest]:
+    """A numeric-histogram facet's checked buckets are ranges; every other facet matches values."""
+    filters = []
+    for name, values in chosen.items():
+        facet = declared.get(name)
+        if facet is not None and facet.type == "numeric_histogram":
+            ranges = [r for r in map(_range, values) if r is not None]
+            if ranges:
+                filters.append(FilterRequest(type="range", field_name=facet.field_name, values=ranges))
+            continue
+        filters.append(FilterRequest(field_name=facet.field_name if facet else name, values=values))
+    return filters
 
 
 def search_page(
@@ -199,12 +253,23 @@ def search_page(
     view = SearchPage(indexes=available, index=current, q=q, chosen=chosen, page=page)
     if current is None:
         return view
-    facet_fields = _facet_fields(session, principal, current.id)
-    facet_fields += [name for name in chosen if name not in facet_fields]
+    declared = {f.name or f.field_name: f for f in current.facets}
+    if declared:
+        facets = list(declared.values())
+    else:
+        facets = [
+            FacetRequest(field_name=name, size=_FACET_BUCKETS)
+            for name in _facet_fields(session, principal, current.id)
+        ]
+    facets += [
+        FacetRequest(field_name=name, size=_FACET_BUCKETS)
+        for name in chosen
+        if name not in {f.name or f.field_name for f in facets}
+    ]
     request = SearchRequest(
         q=q,
-        filters=[FilterRequest(field_name=name, values=values) for name, values in chosen.items()],
-        facets=[FacetRequest(field_name=name, size=_FACET_BUCKETS) for name in facet_fields],
+        filters=_filters(chosen, declared),
+        facets=facets,
         limit=PER_PAGE,
         offset=(page - 1) * PER_PAGE,
     )
@@ -218,7 +283,7 @@ def search_page(
         view.error_position = position if isinstance(position, int) else None
         return view
     view.cards = [_card(current.name, hit.subject, hit.entries) for hit in result.gmeta]
-    view.facets = _facet_views(result.facet_results, chosen)
+    view.facets = _facet_views(result.facet_results, chosen, declared)
     view.total = result.total
     view.has_next = result.has_next_page
     return view
