@@ -150,6 +150,8 @@ def test_bad_tools_are_refused_with_the_fix() -> None:
         App("dup", [Compute(name="A", function=analyse), Compute(name="A", function=summarise)])
     with pytest.raises(InvalidInput, match="has no tools"):
         App("empty", [])
+    with pytest.raises(InvalidInput, match=r"facets\[0\] is not a facet"):
+        Publish(name="P", index="i", subject="s", content={}, facets=[{"type": "pie"}])
 
 
 def test_a_hand_written_state_is_chained_and_declares_what_it_reads() -> None:

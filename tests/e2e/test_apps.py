@@ -76,6 +76,10 @@ def test_the_demo_runs_the_xpcs_flow_and_the_record_is_in_the_portal_with_its_pl
     assert content["diffusion_relative_error"] <= 0.05
     assert {p["title"] for p in content["plots"]}  # interactive plot data travels with the record
     assert content["run_id"]
+    with demo_site.client() as client:  # the app declared the portal's facets of its index
+        facets = {f.field_name: f.type for f in client.get_index("xpcs").facets}
+    assert facets["diffusion_nm2_s"] == "numeric_histogram"
+    assert facets["sample"] == "terms"
     # The results landed on the portal collection, through the remote one.
     dataset = f"demo-A001-{SIZE}px-{FRAMES}f"
     assert (demo_site.home / "data" / "portal" / "xpcs" / dataset / "g2.png").is_file()

@@ -266,6 +266,18 @@ class Publish(Tool):
     visible_to: Any = field(default_factory=lambda: Input("visible_to"))
     facets: list[dict[str, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for n, facet in enumerate(self.facets):
+            try:
+                FacetRequest.model_validate(facet)
+            except ValueError as exc:
+                raise InvalidInput(
+                    f"{self.name}: facets[{n}] is not a facet ({exc}); write e.g. "
+                    '{"field_name": "sample", "type": "terms"}',
+                    details={"field": f"facets[{n}]"},
+                ) from None
+
     def values(self) -> dict[str, Any]:
         return {
             "search_index": self.index,

@@ -19,7 +19,7 @@ import typer
 
 from beamlink.apps.registry import load_app
 from beamlink.cli.app import describe_failure, follow_app_run
-from beamlink.cli.output import console, print_table
+from beamlink.cli.output import console
 from beamlink.cli.site import SiteState, demo_site
 from beamlink.cli.up import keep_up, site_home, start_site, stop_site
 from beamlink.sdk import Client
@@ -110,7 +110,8 @@ def _run(loaded: Any, url: str, frames: int, size: int) -> None:
         with console.status("checking the input, registering functions, deploying the flow ..."):
             run, deployment = xpcs.start(client, payload, label=f"demo {path.name}")
         registered = len(deployment.registered)
-        reuse = " (the rest reused)" if registered else " (all reused)"
+        functions = len(deployment.function_ids)
+        reuse = "" if registered == functions else " (all reused)" if not registered else " (the rest reused)"
         _say(
             f"[green]✓[/green] flow {deployment.flow.id} {deployment.flow_action}, "
             f"{registered or 'no'} function(s) registered{reuse}; run {run.run_id}"
@@ -120,11 +121,6 @@ def _run(loaded: Any, url: str, frames: int, size: int) -> None:
         _say(f"[red]✗ the run {info.status}[/red]: {describe_failure(info, times)}")
         _say(f"details: `BEAMLINK_HOME={loaded.home} beamlink run log {info.run_id}`")
         raise typer.Exit(1)
-    print_table(
-        "Steps",
-        [("Step", lambda n: n), ("Seconds", lambda n: f"{times.seconds(n) or 0:.2f}")],
-        times.order,
-    )
     total = (info.completion_time - info.start_time).total_seconds() if info.completion_time else 0.0
     correlation = _output(info, "Correlate", "details", "results", 0, "output") or {}
     diffusion = correlation.get("diffusion") or {}
@@ -143,3 +139,6 @@ def _run(loaded: Any, url: str, frames: int, size: int) -> None:
     on_disk = loaded.collection_root("portal") / portal_dir
     _say(f"results on the portal collection: portal:{portal_dir} ({on_disk})")
     _say(f"record: {url}/portal/records/{quote(INDEX, safe='')}/{quote(subject, safe='')}")
+    password = loaded.home / "server" / "admin-password"
+    if password.is_file():
+        _say(f"[dim]the record is public; sign in to see the runs too (admin password: {password})[/dim]")

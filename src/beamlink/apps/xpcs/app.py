@@ -151,6 +151,18 @@ _publish = Publish(
     subject="$.Paths.subject",
     content=_metadata.output,
     defaults_={"index": "xpcs"},
+    facets=[
+        {"field_name": "keywords", "type": "terms"},
+        {"field_name": "sample", "type": "terms"},
+        {
+            "field_name": "diffusion_nm2_s",
+            "type": "numeric_histogram",
+            "histogram_range": {"low": 0, "high": 1e7},
+            "size": 10,
+        },
+        {"field_name": "n_frames", "type": "numeric_histogram", "histogram_range": {"low": 0, "high": 65536}},
+        {"field_name": "frame_rate_hz", "type": "avg"},
+    ],
 )
 
 app = App(
