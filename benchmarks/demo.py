@@ -452,7 +452,7 @@ def flow_overhead(*, runs: int, frames: int, size: int) -> None:
             with Client(url, home=home) as client:
                 for i in range(runs + 1):
                     run, _ = xpcs.start(client, {**payload, "measurement": f"incoming/bench-{i}.h5"})
-                    info = client.wait_run(run.run_id, timeout=600, poll=0.05)
+                    info = client.wait_run(run.run_id, timeout=600, poll=0.25)  # a light observer
                     if info.status != "SUCCEEDED":
                         raise SystemExit(f"run {info.run_id} {info.status}: {info.error}: {info.cause}")
                     if i == 0:

@@ -49,11 +49,13 @@ def test_dates_normalise_to_utc_and_non_dates_do_not() -> None:
     assert date_key("20261121") is None
 
 
-def test_plot_data_is_not_searchable_text() -> None:
-    text = entry_text("subject-1", {"title": "G2", "plots": [{"series": [{"x": [123456], "y": [7]}]}]})
+def test_plot_data_is_not_searchable_text_nor_fields() -> None:
+    content = {"title": "G2", "plots": [{"series": [{"x": [123456] * (MAX_FIELDS + 1), "y": [7]}]}]}
+    text = entry_text("subject-1", content)
     assert "G2" in text
     assert "subject-1" in text
     assert "123456" not in text
+    assert [v.field for v in field_values(content)] == ["title"]  # however many points a plot has
 
 
 def test_too_many_values_is_refused_with_the_limit() -> None:

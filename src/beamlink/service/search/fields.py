@@ -79,9 +79,15 @@ def date_key(value: str) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
+#: Top-level content keys that are data for the portal to draw, not values to filter, facet or search.
+UNINDEXED_KEYS = frozenset({"plots"})
+
+
 def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     if isinstance(value, dict):
         for key, item in value.items():
+            if not path and key in UNINDEXED_KEYS:
+                continue  # hundreds of numbers per plot: each would be a row to write and to search
             yield from _leaves(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for item in value:
@@ -122,7 +128,7 @@ def field_values(content: dict[str, Any]) -> list[FieldValue]:
 def _words(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         for key, item in value.items():
-            if key != "plots":  # plot data is numbers nobody searches for
+            if key not in UNINDEXED_KEYS:  # plot data is numbers nobody searches for
                 yield from _words(item)
     elif isinstance(value, list):
         for item in value:
