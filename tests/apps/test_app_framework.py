@@ -9,7 +9,7 @@ import pytest
 
 from beamlink.apps.app import App, MissingInput, function_checksum
 from beamlink.apps.registry import app_entries, load_app
-from beamlink.apps.tools import Compute, Expr, Expression, Input, Publish, State, Transfer
+from beamlink.apps.tools import Compute, Expr, Expression, Input, MapCompute, Publish, State, Transfer
 from beamlink.errors import InvalidInput, NotFound
 from beamlink.flowlang.expressions import evaluate_expression
 from beamlink.flowlang.inputs import validate_input, validate_input_schema
@@ -197,3 +197,40 @@ def test_the_xpcs_app_is_installed_through_its_entry_point_and_its_flow_is_valid
 def test_an_unknown_app_names_the_installed_ones() -> None:
     with pytest.raises(NotFound, match=r"no app named 'nope' is installed \(installed: .*xpcs"):
         load_app("nope")
+
+
+def count(block: dict[str, Any], scale: int = 1) -> int:
+    return len(block["rows"]) * scale
+
+
+def test_a_map_compute_tool_fans_a_function_out_over_a_list_and_keeps_its_return_values() -> None:
+    split = Compute(name="Split", function=summarise)
+    fan = MapCompute(
+        name="Count",
+        items=f"{split.output}.blocks",
+        item=Compute(name="CountBlock", function=count, inputs={"block": "$.block"}),
+        item_key="block",
+        carry=["Paths"],
+        max_concurrency=4,
+    )
+    app = App("fan", [Expression(name="Paths", parameters={"x": Expr("input.q")}), split, fan])
+    definition = app.flow_definition({"tests.apps.test_app_framework:count": "f-count"})
+    assert validate(definition) == []
+    state = definition["States"]["Count"]
+    assert state["Type"] == "Map"
+    assert state["ItemsPath"] == "$.Split.details.results[0].output.blocks"
+    assert state["ItemSelector"] == {
+        "block.$": "$$.Map.Item.Value",
+        "input.$": "$.input",
+        "Paths.$": "$.Paths",
+    }
+    inner = state["Iterator"]["States"]
+    assert inner["CountBlock"]["Parameters"]["function"] == "f-count"
+    assert inner["CountBlockOut"] == {
+        "Type": "Pass",
+        "InputPath": "$.CountBlock.details.results[0].output",
+        "ResultPath": "$",
+        "End": True,
+    }
+    assert "tests.apps.test_app_framework:count" in app.functions()
+    assert app.input_defaults()["scale"] == 1

@@ -9,7 +9,8 @@ A tool names what it needs from the run input and how its state reads the run st
 
 :class:`Compute` runs a Python function on an endpoint (its parameters are read from the input by name
 unless mapped, its defaults become the input's defaults), :class:`Transfer` moves files between
-collections, :class:`Publish` writes a search record, :class:`Expression` computes names and paths, and
+collections, :class:`MapCompute` runs a Compute tool once per item of a list (a ``Map`` state),
+:class:`Publish` writes a search record, :class:`Expression` computes names and paths, and
 :class:`State` takes any hand-written state. Gladier's ``GladierBaseTool`` is the model; unlike it a
 function receives only its own parameters, not the whole input, and its id lives in the flow itself.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import inspect
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "Expr",
     "Expression",
     "Input",
+    "MapCompute",
     "Publish",
     "State",
     "Tool",
@@ -214,6 +216,65 @@ class Compute(Tool):
         if self.timeout is not None:
             body["timeout"] = self.timeout
         return self._action("beamlink:compute", body)
+
+
+@dataclass(kw_only=True)
+class MapCompute(Tool):
+    """A ``Map`` state that runs the Compute tool ``item`` once per element of the list at ``items``.
+
+    Each iteration's document is ``{<item_key>: the element, "input": $.input, <carry...>}``, so ``item``
+    reads the run input and the ``carry`` results (e.g. ``Paths``) as it would at the top level; a ``Pass``
+    state then keeps only the function's return value, so ``$.<name>`` is the list of return values in
+    the order of ``items``. The item's function is registered with the app's and its id is written into
+    the inner state.
+
+    Fan-out over blocks of a scan, say (the HEDM app's peak search); the items run at once up to
+    ``max_concurrency`` (0: no limit) on the item's endpoint.
+    """
+
+    items: str
+    item: Compute
+    item_key: str = "item"
+    carry: Sequence[str] = ()
+    max_concurrency: int = 0
+
+    def values(self) -> dict[str, Any]:
+        return {"items": self.items, **self.item.values()}
+
+    def defaults(self) -> dict[str, Any]:
+        return {**self.item.defaults(), **self.defaults_}
+
+    def functions(self) -> list[Callable[..., Any]]:
+        return self.item.functions()
+
+    def state(self, function_ids: Mapping[str, str]) -> dict[str, Any]:
+        keep = f"{self.item.name}Out"
+        selector = {
+            f"{self.item_key}.$": "$$.Map.Item.Value",
+            "input.$": "$.input",
+            **{f"{key}.$": f"$.{key}" for key in self.carry},
+        }
+        state: dict[str, Any] = {"Type": "Map"}
+        if self.comment:
+            state["Comment"] = self.comment
+        state.update(
+            {
+                "ItemsPath": self.items,
+                "ItemSelector": selector,
+                "MaxConcurrency": self.max_concurrency,
+                "Iterator": {
+                    "StartAt": self.item.name,
+                    "States": {
+                        self.item.name: {**self.item.state(function_ids), "Next": keep},
+                        keep: {"Type": "Pass", "InputPath": self.item.output, "ResultPath": "$", "End": True},
+                    },
+                },
+                "ResultPath": self.result,
+            }
+        )
+        if self.catch:
+            state["Catch"] = self.catch
+        return state
 
 
 @dataclass(kw_only=True)

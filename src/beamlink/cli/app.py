@@ -21,7 +21,7 @@ from rich.table import Table
 
 from beamlink.apps.app import App
 from beamlink.apps.registry import app_entries, load_app
-from beamlink.apps.tools import Compute, Expression, Publish, Transfer
+from beamlink.apps.tools import Compute, Expression, MapCompute, Publish, Transfer
 from beamlink.cli.context import UrlOption, client, parse_input
 from beamlink.cli.output import JsonOption, console, print_json, print_table
 from beamlink.errors import BeamlinkError, InvalidInput
@@ -52,6 +52,8 @@ def _say(text: str) -> None:
 def _where(tool: Any) -> str:
     if isinstance(tool, Compute):
         return f"{tool.endpoint} endpoint: {tool.function.__module__}.{tool.function.__qualname__}"
+    if isinstance(tool, MapCompute):
+        return f"{_where(tool.item)}, once per item of {tool.items}"
     if isinstance(tool, Transfer):
         return "transfer"
     if isinstance(tool, Publish):

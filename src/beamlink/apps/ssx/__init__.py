@@ -8,6 +8,13 @@ Modules (import the one you need; this package imports nothing heavy, matplotlib
 - :mod:`.scoring` — recall, precision and centroid error against ground truth.
 - :mod:`.plots` — hit-rate figure (PNG) and its JSON plot data.
 
+The app (``beamlink app run ssx``) is built on them:
+
+- :mod:`.inputs` — the run file (HDF5: stills, mask, truth), checked on read with errors naming the file.
+- :mod:`.steps` — the flow's endpoint functions: ``find_spots`` (compute) and ``plot`` (non_compute).
+- :mod:`.record` — the search record and the portal facets (hit rate, frames, hits, spots, sample).
+- :mod:`.app` — the ``App``: transfer in → FindSpots → Plot → GatherMetadata → transfer out → Publish.
+
 Pixel coordinates follow DIALS: pixel [i, j] has its centre at (i + 0.5, j + 0.5).
 
 Typical use::
