@@ -25,7 +25,8 @@ from beamlink.apps.app import App
 from beamlink.apps.hedm.inputs import is_complete_scan
 from beamlink.apps.hedm.record import FACETS, record_content
 from beamlink.apps.hedm.steps import merge_peaks, plot, search_block, split_scan
-from beamlink.apps.tools import Compute, Expr, Expression, Input, MapCompute, Publish, Transfer
+from beamlink.apps.pipeline import LAYOUT, instrument_to_portal, record_inputs
+from beamlink.apps.tools import Compute, Expr, MapCompute
 
 __all__ = ["EXAMPLE_SEED", "MAX_CONCURRENT_BLOCKS", "app", "example_scan"]
 
@@ -60,54 +61,12 @@ def example_scan(folder: Path, *, frames: int = 60, name: str = "demo-hedm-Au") 
     return path
 
 
-_names = Expression(
-    name="Names",
-    comment="the file's name and the scan's name (the file name without its extension)",
-    parameters={
-        "file": Expr("pathsplit(input.scan)[1]"),
-        "dataset": Expr("pathsplit(input.scan)[1].rsplit('.', 1)[0]"),
-    },
-)
-
-_paths = Expression(
-    name="Paths",
-    comment="where the scan lives on the remote and portal collections, and on the compute host",
-    parameters={
-        "remote_file": Expr("input.remote_prefix + '/' + Names.dataset + '/' + Names.file"),
-        "remote_results": Expr("input.remote_prefix + '/' + Names.dataset + '/results'"),
-        "work_file": Expr(
-            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/' + Names.file"
-        ),
-        "work_blocks": Expr(
-            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/blocks'"
-        ),
-        "work_results": Expr(
-            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/results'"
-        ),
-        "portal_dir": Expr("input.portal_prefix + '/' + Names.dataset"),
-        "subject": Expr("input.portal_collection + ':' + input.portal_prefix + '/' + Names.dataset"),
-    },
-    defaults_={"remote_prefix": "hedm", "portal_prefix": "hedm", "portal_collection": "portal"},
-)
-
-_transfer_scan = Transfer(
-    name="TransferScan",
-    comment="the scan: instrument → facility",
-    source=Input("local_collection"),
-    destination=Input("remote_collection"),
-    source_path=Input("scan"),
-    destination_path="$.Paths.remote_file",
-    sync_level="checksum",
-    wait_time=3600,
-    defaults_={"local_collection": "local", "remote_collection": "remote"},
-)
-
 _split = Compute(
     name="SplitBlocks",
     comment="check the scan and cut it into blocks of frames that share one frame (the Map's items)",
     function=split_scan,
     endpoint="compute",
-    inputs={"scan": "$.Paths.work_file"},
+    inputs={"scan": LAYOUT.work_file},
     wait_time=600,
 )
 
@@ -116,7 +75,7 @@ _search_block = Compute(
     comment="3-D blobs of one block of frames above the threshold (one Map item)",
     function=search_block,
     endpoint="compute",
-    inputs={"scan": "$.Paths.work_file", "block": "$.block", "blocks_dir": "$.Paths.work_blocks"},
+    inputs={"scan": LAYOUT.work_file, "block": "$.block", "blocks_dir": Expr("Paths.work_dir + '/blocks'")},
     wait_time=7200,
 )
 
@@ -135,7 +94,7 @@ _merge = Compute(
     comment="stitch the blocks' blobs into peaks, score them against the truth, write the peak list",
     function=merge_peaks,
     endpoint="compute",
-    inputs={"scan": "$.Paths.work_file", "blocks": _search.result, "output_dir": "$.Paths.work_results"},
+    inputs={"scan": LAYOUT.work_file, "blocks": _search.result, "output_dir": LAYOUT.work_results},
     wait_time=3600,
 )
 
@@ -145,9 +104,9 @@ _plot = Compute(
     function=plot,
     endpoint="non_compute",
     inputs={
-        "scan": "$.Paths.work_file",
+        "scan": LAYOUT.work_file,
         "peaks": f"{_merge.output}.peaks",
-        "output_dir": "$.Paths.work_results",
+        "output_dir": LAYOUT.work_results,
     },
     wait_time=600,
 )
@@ -157,36 +116,8 @@ _metadata = Compute(
     comment="the search record: peaks, ω range, truth scores, figures and plot data",
     function=record_content,
     endpoint="non_compute",
-    inputs={
-        "scan": "$.Paths.work_file",
-        "search": _merge.output,
-        "figures": _plot.output,
-        "portal_collection": Input("portal_collection"),
-        "portal_dir": "$.Paths.portal_dir",
-        "run_id": "$._context.run_id",
-    },
+    inputs=record_inputs(scan=LAYOUT.work_file, search=_merge.output, figures=_plot.output),
     wait_time=600,
-)
-
-_transfer_results = Transfer(
-    name="TransferResults",
-    comment="peak list, figures: facility → portal",
-    source=Input("remote_collection"),
-    destination=Input("portal_collection"),
-    source_path="$.Paths.remote_results",
-    destination_path="$.Paths.portal_dir",
-    recursive=True,
-    wait_time=3600,
-)
-
-_publish = Publish(
-    name="Publish",
-    comment="the record the portal shows, with facets on peaks, recall, grains, ω range and sample",
-    index=Input("index"),
-    subject="$.Paths.subject",
-    content=_metadata.output,
-    facets=FACETS,
-    defaults_={"index": "hedm"},
 )
 
 app = App(
@@ -199,18 +130,17 @@ app = App(
         "frame and the peaks per ω and publishes a search record with them to the portal."
     ),
     keywords=["hedm", "far-field", "peak search"],
-    tools=[
-        _names,
-        _paths,
-        _transfer_scan,
-        _split,
-        _search,
-        _merge,
-        _plot,
-        _metadata,
-        _transfer_results,
-        _publish,
-    ],
+    tools=instrument_to_portal(
+        prefix="hedm",
+        file_input="scan",
+        processing=[_split, _search, _merge, _plot],
+        record=_metadata,
+        facets=FACETS,
+        raw_name="TransferScan",
+        raw_comment="the scan: instrument → facility",
+        results_comment="peak list, figures: facility → portal",
+        publish_comment="the record the portal shows: facets on peaks, recall, grains, ω range, sample",
+    ),
     input_help={
         "scan": "path of the HDF5 scan on the local collection, e.g. incoming/ff_Au_0001.h5",
         "remote_root": "the folder behind the remote collection on the compute endpoint's host",

@@ -20,10 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from beamlink.apps.app import App
+from beamlink.apps.pipeline import LAYOUT, instrument_to_portal, record_inputs
 from beamlink.apps.ssx.inputs import is_complete_run
 from beamlink.apps.ssx.record import FACETS, record_content
 from beamlink.apps.ssx.steps import find_spots, plot
-from beamlink.apps.tools import Compute, Expr, Expression, Input, Publish, Transfer
+from beamlink.apps.tools import Compute
 
 __all__ = ["EXAMPLE_SPOT_COUNTS", "app", "example_run"]
 
@@ -51,51 +52,12 @@ def example_run(folder: Path, *, frames: int = 40, size: int = 128, name: str = 
     return path
 
 
-_names = Expression(
-    name="Names",
-    comment="the file's name and the run's name (the file name without its extension)",
-    parameters={
-        "file": Expr("pathsplit(input.stills)[1]"),
-        "dataset": Expr("pathsplit(input.stills)[1].rsplit('.', 1)[0]"),
-    },
-)
-
-_paths = Expression(
-    name="Paths",
-    comment="where the run lives on the remote and portal collections, and on the compute host",
-    parameters={
-        "remote_file": Expr("input.remote_prefix + '/' + Names.dataset + '/' + Names.file"),
-        "remote_results": Expr("input.remote_prefix + '/' + Names.dataset + '/results'"),
-        "work_file": Expr(
-            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/' + Names.file"
-        ),
-        "work_results": Expr(
-            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/results'"
-        ),
-        "portal_dir": Expr("input.portal_prefix + '/' + Names.dataset"),
-        "subject": Expr("input.portal_collection + ':' + input.portal_prefix + '/' + Names.dataset"),
-    },
-    defaults_={"remote_prefix": "ssx", "portal_prefix": "ssx", "portal_collection": "portal"},
-)
-
-_transfer_stills = Transfer(
-    name="TransferStills",
-    comment="the run of stills: instrument → facility",
-    source=Input("local_collection"),
-    destination=Input("remote_collection"),
-    source_path=Input("stills"),
-    destination_path="$.Paths.remote_file",
-    sync_level="checksum",
-    wait_time=3600,
-    defaults_={"local_collection": "local", "remote_collection": "remote"},
-)
-
 _find_spots = Compute(
     name="FindSpots",
     comment="DIALS dispersion spot finding and hit classification over every still (the compute endpoint)",
     function=find_spots,
     endpoint="compute",
-    inputs={"stills": "$.Paths.work_file", "output_dir": "$.Paths.work_results"},
+    inputs={"stills": LAYOUT.work_file, "output_dir": LAYOUT.work_results},
     wait_time=7200,
 )
 
@@ -106,8 +68,8 @@ _plot = Compute(
     endpoint="non_compute",
     inputs={
         "results": f"{_find_spots.output}.results",
-        "stills": "$.Paths.work_file",
-        "output_dir": "$.Paths.work_results",
+        "stills": LAYOUT.work_file,
+        "output_dir": LAYOUT.work_results,
     },
     wait_time=600,
 )
@@ -117,36 +79,8 @@ _metadata = Compute(
     comment="the search record: hit rate, spots per still, truth scores, figures and plot data",
     function=record_content,
     endpoint="non_compute",
-    inputs={
-        "stills": "$.Paths.work_file",
-        "spotfinding": _find_spots.output,
-        "figures": _plot.output,
-        "portal_collection": Input("portal_collection"),
-        "portal_dir": "$.Paths.portal_dir",
-        "run_id": "$._context.run_id",
-    },
+    inputs=record_inputs(stills=LAYOUT.work_file, spotfinding=_find_spots.output, figures=_plot.output),
     wait_time=600,
-)
-
-_transfer_results = Transfer(
-    name="TransferResults",
-    comment="spot tables, figures: facility → portal",
-    source=Input("remote_collection"),
-    destination=Input("portal_collection"),
-    source_path="$.Paths.remote_results",
-    destination_path="$.Paths.portal_dir",
-    recursive=True,
-    wait_time=3600,
-)
-
-_publish = Publish(
-    name="Publish",
-    comment="the record the portal shows, with facets on hit rate, frames, hits, spots and sample",
-    index=Input("index"),
-    subject="$.Paths.subject",
-    content=_metadata.output,
-    facets=FACETS,
-    defaults_={"index": "ssx"},
 )
 
 app = App(
@@ -159,7 +93,17 @@ app = App(
         "search record with the hit rate, the spots per still and the figures to the portal."
     ),
     keywords=["ssx", "serial crystallography", "hit finding"],
-    tools=[_names, _paths, _transfer_stills, _find_spots, _plot, _metadata, _transfer_results, _publish],
+    tools=instrument_to_portal(
+        prefix="ssx",
+        file_input="stills",
+        processing=[_find_spots, _plot],
+        record=_metadata,
+        facets=FACETS,
+        raw_name="TransferStills",
+        raw_comment="the run of stills: instrument → facility",
+        results_comment="spot tables, figures: facility → portal",
+        publish_comment="the record the portal shows: facets on hit rate, frames, hits, spots, sample",
+    ),
     input_help={
         "stills": "path of the HDF5 run of stills on the local collection, e.g. incoming/R001.h5",
         "remote_root": "the folder behind the remote collection on the compute endpoint's host",

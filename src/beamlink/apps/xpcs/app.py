@@ -17,13 +17,15 @@ its record: the record's subject is the dataset's place on the portal collection
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from beamlink.apps.app import App
-from beamlink.apps.tools import Compute, Expr, Expression, Input, Publish, Transfer
+from beamlink.apps.pipeline import LAYOUT, instrument_to_portal, record_inputs
+from beamlink.apps.tools import Compute
 from beamlink.apps.xpcs.record import record_content
 from beamlink.apps.xpcs.steps import correlate, plot
 
-__all__ = ["app", "example_measurement", "is_complete_measurement"]
+__all__ = ["FACETS", "app", "example_measurement", "is_complete_measurement"]
 
 
 def is_complete_measurement(path: Path) -> bool:
@@ -59,52 +61,12 @@ def example_measurement(folder: Path, *, frames: int = 4096, size: int = 64, nam
     return path
 
 
-_names = Expression(
-    name="Names",
-    comment="the file's name and the dataset name (the file name without its extension)",
-    parameters={
-        "file": Expr("pathsplit(input.measurement)[1]"),
-        "dataset": Expr("pathsplit(input.measurement)[1].rsplit('.', 1)[0]"),
-    },
-)
-
-_paths = Expression(
-    name="Paths",
-    comment="where the dataset lives on the remote and portal collections, and on the compute host",
-    parameters={
-        "remote_dir": Expr("input.remote_prefix + '/' + Names.dataset"),
-        "remote_file": Expr("input.remote_prefix + '/' + Names.dataset + '/' + Names.file"),
-        "remote_results": Expr("input.remote_prefix + '/' + Names.dataset + '/results'"),
-        "work_file": Expr(
-            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/' + Names.file"
-        ),
-        "work_results": Expr(
-            "input.remote_root + '/' + input.remote_prefix + '/' + Names.dataset + '/results'"
-        ),
-        "portal_dir": Expr("input.portal_prefix + '/' + Names.dataset"),
-        "subject": Expr("input.portal_collection + ':' + input.portal_prefix + '/' + Names.dataset"),
-    },
-    defaults_={"remote_prefix": "xpcs", "portal_prefix": "xpcs", "portal_collection": "portal"},
-)
-
-_transfer_raw = Transfer(
-    name="TransferRaw",
-    comment="the raw measurement: instrument → facility",
-    source=Input("local_collection"),
-    destination=Input("remote_collection"),
-    source_path=Input("measurement"),
-    destination_path="$.Paths.remote_file",
-    sync_level="checksum",
-    wait_time=3600,
-    defaults_={"local_collection": "local", "remote_collection": "remote"},
-)
-
 _correlate = Compute(
     name="Correlate",
     comment="multi-tau g2(q, tau), the fit of Gamma per q and of D (heavy: the compute endpoint)",
     function=correlate,
     endpoint="compute",
-    inputs={"measurement": "$.Paths.work_file", "output_dir": "$.Paths.work_results"},
+    inputs={"measurement": LAYOUT.work_file, "output_dir": LAYOUT.work_results},
     wait_time=7200,
 )
 
@@ -113,7 +75,7 @@ _plot = Compute(
     comment="g2 with its fits and Gamma against q^2, as PNG and as plot data",
     function=plot,
     endpoint="non_compute",
-    inputs={"results": f"{_correlate.output}.results", "output_dir": "$.Paths.work_results"},
+    inputs={"results": f"{_correlate.output}.results", "output_dir": LAYOUT.work_results},
     wait_time=600,
 )
 
@@ -122,48 +84,22 @@ _metadata = Compute(
     comment="the search record: metadata, fit, figures and plot data",
     function=record_content,
     endpoint="non_compute",
-    inputs={
-        "measurement": "$.Paths.work_file",
-        "correlation": _correlate.output,
-        "figures": _plot.output,
-        "portal_collection": Input("portal_collection"),
-        "portal_dir": "$.Paths.portal_dir",
-        "run_id": "$._context.run_id",
-    },
+    inputs=record_inputs(measurement=LAYOUT.work_file, correlation=_correlate.output, figures=_plot.output),
     wait_time=600,
 )
 
-_transfer_results = Transfer(
-    name="TransferResults",
-    comment="results, figures: facility → portal",
-    source=Input("remote_collection"),
-    destination=Input("portal_collection"),
-    source_path="$.Paths.remote_results",
-    destination_path="$.Paths.portal_dir",
-    recursive=True,
-    wait_time=3600,
-)
-
-_publish = Publish(
-    name="Publish",
-    comment="the record the portal shows",
-    index=Input("index"),
-    subject="$.Paths.subject",
-    content=_metadata.output,
-    defaults_={"index": "xpcs"},
-    facets=[
-        {"field_name": "keywords", "type": "terms"},
-        {"field_name": "sample", "type": "terms"},
-        {
-            "field_name": "diffusion_nm2_s",
-            "type": "numeric_histogram",
-            "histogram_range": {"low": 0, "high": 1e7},
-            "size": 10,
-        },
-        {"field_name": "n_frames", "type": "numeric_histogram", "histogram_range": {"low": 0, "high": 65536}},
-        {"field_name": "frame_rate_hz", "type": "avg"},
-    ],
-)
+FACETS: list[dict[str, Any]] = [
+    {"field_name": "keywords", "type": "terms"},
+    {"field_name": "sample", "type": "terms"},
+    {
+        "field_name": "diffusion_nm2_s",
+        "type": "numeric_histogram",
+        "histogram_range": {"low": 0, "high": 1e7},
+        "size": 10,
+    },
+    {"field_name": "n_frames", "type": "numeric_histogram", "histogram_range": {"low": 0, "high": 65536}},
+    {"field_name": "frame_rate_hz", "type": "avg"},
+]
 
 app = App(
     name="xpcs",
@@ -174,7 +110,14 @@ app = App(
         "coefficient D, draws the figures and publishes a search record with them to the portal."
     ),
     keywords=["xpcs", "multi-tau", "diffusion"],
-    tools=[_names, _paths, _transfer_raw, _correlate, _plot, _metadata, _transfer_results, _publish],
+    tools=instrument_to_portal(
+        prefix="xpcs",
+        file_input="measurement",
+        processing=[_correlate, _plot],
+        record=_metadata,
+        facets=FACETS,
+        raw_comment="the raw measurement: instrument → facility",
+    ),
     input_help={
         "measurement": "path of the HDF5 measurement on the local collection, e.g. incoming/A001.h5",
         "remote_root": "the folder behind the remote collection on the compute endpoint's host",
