@@ -13,6 +13,15 @@ Modules:
 - :mod:`~beamlink.apps.braggnn.training` — train, predict, save and load a model file.
 - :mod:`~beamlink.apps.braggnn.evaluate` — centre errors in pixels.
 
+The ``braggnn`` app (``beamlink app run braggnn``) is built on them; importing this package does not import
+these:
+
+- :mod:`~beamlink.apps.braggnn.inputs` — the peak file (HDF5), checked on read; the app's synthetic example.
+- :mod:`~beamlink.apps.braggnn.steps` — the flow's compute steps: train (or check a model), infer and fit,
+  plot.
+- :mod:`~beamlink.apps.braggnn.record` — the search record and the index's portal facets.
+- :mod:`~beamlink.apps.braggnn.app` — the app: its tools, input and example.
+
 PyTorch is optional (``pip install 'beamlink[braggnn]'``): importing this package, generating data,
 fitting and scoring work without it; building, training, predicting, saving and loading raise
 :class:`~beamlink.errors.InvalidInput` with the install command when it is missing.

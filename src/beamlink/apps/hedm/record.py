@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from beamlink.apps.hedm.inputs import read_scan
+from beamlink.apps.records import with_portal_files
 from beamlink.errors import InvalidInput
 
 __all__ = ["FACETS", "record_content"]
@@ -103,32 +104,12 @@ def record_content(
             mean_centroid_error=_number(truth.get("mean_error")),
             n_grains=truth.get("n_grains"),
         )
-    base = portal_dir.rstrip("/")
-    images = [
-        {
-            "collection": portal_collection,
-            "path": f"{base}/{image['name']}",
-            "name": image["name"],
-            "caption": image.get("caption"),
-            "mimetype": "image/png",
-        }
-        for image in figures.get("images", [])
-    ]
-    files = [*images]
-    peaks_name = search.get("peaks_name")
-    if isinstance(peaks_name, str):
-        files.append(
-            {
-                "collection": portal_collection,
-                "path": f"{base}/{peaks_name}",
-                "name": peaks_name,
-                "caption": "peaks: ω, y, z centroids, intensity, extent (CSV)",
-                "mimetype": "text/csv",
-            }
-        )
-    content.update(images=images, files=files, plots=figures.get("plots", []))
-    if images:
-        content["thumbnail"] = images[0]
-    if run_id:
-        content["run_id"] = run_id
+    with_portal_files(
+        content,
+        figures=figures,
+        portal_collection=portal_collection,
+        portal_dir=portal_dir,
+        files=[(search.get("peaks_name"), "peaks: ω, y, z centroids, intensity, extent (CSV)", "text/csv")],
+        run_id=run_id,
+    )
     return {k: v for k, v in content.items() if v is not None}

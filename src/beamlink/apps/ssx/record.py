@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from beamlink.apps.records import with_portal_files
 from beamlink.apps.ssx.inputs import read_run
 from beamlink.errors import InvalidInput
 
@@ -99,32 +100,18 @@ def record_content(
     if truth is not None:
         for key in ("recall", "precision", "hit_accuracy", "true_hit_rate", "mean_centroid_error_px"):
             content[key] = _number(truth.get(key))
-    base = portal_dir.rstrip("/")
-    images = [
-        {
-            "collection": portal_collection,
-            "path": f"{base}/{image['name']}",
-            "name": image["name"],
-            "caption": image.get("caption"),
-            "mimetype": "image/png",
-        }
-        for image in figures.get("images", [])
-    ]
-    files = [*images]
-    results_name = spotfinding.get("results_name")
-    if isinstance(results_name, str):
-        files.append(
-            {
-                "collection": portal_collection,
-                "path": f"{base}/{results_name}",
-                "name": results_name,
-                "caption": "spots and hit flags of every still (HDF5)",
-                "mimetype": "application/x-hdf5",
-            }
-        )
-    content.update(images=images, files=files, plots=figures.get("plots", []))
-    if images:
-        content["thumbnail"] = images[0]
-    if run_id:
-        content["run_id"] = run_id
+    with_portal_files(
+        content,
+        figures=figures,
+        portal_collection=portal_collection,
+        portal_dir=portal_dir,
+        files=[
+            (
+                spotfinding.get("results_name"),
+                "spots and hit flags of every still (HDF5)",
+                "application/x-hdf5",
+            )
+        ],
+        run_id=run_id,
+    )
     return {k: v for k, v in content.items() if v is not None}

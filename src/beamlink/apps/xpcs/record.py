@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from beamlink.apps.records import with_portal_files
 from beamlink.apps.xpcs.steps import gather_metadata
 
 __all__ = ["record_content"]
@@ -24,32 +25,11 @@ def record_content(
 ) -> dict[str, Any]:
     """Record content: metadata, ``images`` and ``files`` (collection references), ``plots``, ``run_id``."""
     content = gather_metadata(measurement, correlation)
-    base = portal_dir.rstrip("/")
-    images = [
-        {
-            "collection": portal_collection,
-            "path": f"{base}/{image['name']}",
-            "name": image["name"],
-            "caption": image.get("caption"),
-            "mimetype": "image/png",
-        }
-        for image in figures.get("images", [])
-    ]
-    results_name = correlation.get("results_name")
-    files = [*images]
-    if isinstance(results_name, str):
-        files.append(
-            {
-                "collection": portal_collection,
-                "path": f"{base}/{results_name}",
-                "name": results_name,
-                "caption": "g2, fits and D (HDF5)",
-                "mimetype": "application/x-hdf5",
-            }
-        )
-    content.update(images=images, files=files, plots=figures.get("plots", []))
-    if images:
-        content["thumbnail"] = images[0]
-    if run_id:
-        content["run_id"] = run_id
-    return content
+    return with_portal_files(
+        content,
+        figures=figures,
+        portal_collection=portal_collection,
+        portal_dir=portal_dir,
+        files=[(correlation.get("results_name"), "g2, fits and D (HDF5)", "application/x-hdf5")],
+        run_id=run_id,
+    )
