@@ -29,7 +29,6 @@ Results file layout (``<stem>_centres.h5``, version 1)::
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -46,6 +45,9 @@ from beamlink.apps.braggnn.fit import fit_patches
 from beamlink.apps.braggnn.inputs import read_peaks
 from beamlink.apps.braggnn.model import BraggNNConfig
 from beamlink.apps.braggnn.training import TrainedModel, load_model, predict, save_model, train
+from beamlink.apps.step_io import finite as _finite
+from beamlink.apps.step_io import output_dir as _output_dir
+from beamlink.apps.step_io import path_argument as _path_argument
 from beamlink.errors import InvalidInput
 
 __all__ = ["MODEL_FILE", "locate_peaks", "plot", "read_centres", "train_model"]
@@ -59,35 +61,6 @@ PATCHES_PNG = "patches.png"
 _WARM_UP = 64  # patches predicted once before timing: the first call pays for torch's lazy set-up
 _HISTOGRAM_BINS = 20
 _SHOWN_PATCHES = 8
-
-
-def _path_argument(value: object, field: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(
-            f"{field} must be a non-empty path string, got {value!r}; pass the absolute path.",
-            details={"field": field},
-        )
-    return Path(value)
-
-
-def _output_dir(value: object) -> Path:
-    target = _path_argument(value, "output_dir")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(
-            f"cannot create the output folder {target} ({exc.strerror or exc}); pass a folder the endpoint "
-            "can write to.",
-            details={"field": "output_dir", "path": str(target)},
-        ) from exc
-    return target
-
-
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _load_given_model(path: Path) -> TrainedModel:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +35,9 @@ from beamlink.apps.hedm import peaksearch
 from beamlink.apps.hedm.evaluate import match_peaks
 from beamlink.apps.hedm.inputs import HedmScan, read_frames, read_scan
 from beamlink.apps.hedm.records import BlockResult, Peak
+from beamlink.apps.step_io import finite as _finite
+from beamlink.apps.step_io import output_dir as _output_dir
+from beamlink.apps.step_io import path_argument as _path_argument
 from beamlink.errors import InvalidInput
 
 __all__ = [
@@ -68,32 +70,6 @@ PEAK_COLUMNS = (
 )
 _INT_COLUMNS = {"n_px", "frame_min", "frame_max"}
 _PLOT_BLOCK_FRAMES = 64  # frames read at a time to sum the scan for its figure
-
-
-def _path_argument(value: object, field: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(
-            f"{field} must be a non-empty path string, got {value!r}; pass the absolute path.",
-            details={"field": field},
-        )
-    return Path(value)
-
-
-def _output_dir(value: object, field: str = "output_dir") -> Path:
-    target = _path_argument(value, field)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(
-            f"cannot create the output folder {target} ({exc.strerror or exc}); pass a folder the endpoint "
-            "can write to.",
-            details={"field": field, "path": str(target)},
-        ) from exc
-    return target
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _scan_summary(scan: HedmScan) -> dict[str, Any]:

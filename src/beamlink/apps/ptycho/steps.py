@@ -26,7 +26,6 @@ Results file layout (version 1)::
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,9 @@ from numpy.typing import NDArray
 from beamlink.apps.ptycho.compare import align_object, illumination_mask, object_nrmse
 from beamlink.apps.ptycho.inputs import PtychoScan, read_scan
 from beamlink.apps.ptycho.reconstruct import Reconstruction, dm, epie, rpie
+from beamlink.apps.step_io import finite as _finite
+from beamlink.apps.step_io import output_dir as _output_dir
+from beamlink.apps.step_io import path_argument as _path_argument
 from beamlink.errors import InvalidInput
 
 __all__ = ["ALGORITHMS", "plot", "read_reconstruction", "reconstruct"]
@@ -49,36 +51,6 @@ ALGORITHMS = ("rPIE", "ePIE", "DM")
 RESULTS_FORMAT = "ptycho-reconstruction"
 RECONSTRUCTION_PNG = "reconstruction.png"
 TRUTH_PNG = "truth.png"
-
-
-def _path_argument(value: object, field: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(
-            f"{field} must be a non-empty path string, got {value!r}; pass the absolute path.",
-            details={"field": field},
-        )
-    return Path(value)
-
-
-def _output_dir(value: object) -> Path:
-    target = _path_argument(value, "output_dir")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(
-            f"cannot create the output folder {target} ({exc.strerror or exc}); pass a folder the endpoint "
-            "can write to.",
-            details={"field": "output_dir", "path": str(target)},
-        ) from exc
-    return target
-
-
-def _finite(value: object) -> float | None:
-    """A float, or None when absent, not a number, NaN or infinite (JSON has no NaN)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _algorithm(name: object) -> str:

@@ -28,6 +28,9 @@ from beamlink.apps.ssx.classify import HitFinderParams, RunResult, RunSummary, f
 from beamlink.apps.ssx.inputs import iter_stills, read_run, read_still
 from beamlink.apps.ssx.scoring import match_spots
 from beamlink.apps.ssx.spotfind import SpotFinderParams
+from beamlink.apps.step_io import finite as _finite
+from beamlink.apps.step_io import output_dir as _output_dir
+from beamlink.apps.step_io import path_argument as _path_argument
 from beamlink.errors import InvalidInput
 
 __all__ = ["HIT_RATE_PNG", "SPOTS_PNG", "find_spots", "plot", "read_spot_results"]
@@ -37,32 +40,6 @@ logger = logging.getLogger(__name__)
 HIT_RATE_PNG = "hit_rate.png"
 SPOTS_PNG = "richest_still.png"
 _MAX_PLOT_POINTS = 1000  # per series in a record: a long run is shown with a stride
-
-
-def _path_argument(value: object, field: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(
-            f"{field} must be a non-empty path string, got {value!r}; pass the absolute path.",
-            details={"field": field},
-        )
-    return Path(value)
-
-
-def _output_dir(value: object) -> Path:
-    target = _path_argument(value, "output_dir")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(
-            f"cannot create the output folder {target} ({exc.strerror or exc}); pass a folder the endpoint "
-            "can write to.",
-            details={"field": "output_dir", "path": str(target)},
-        ) from exc
-    return target
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _score(

@@ -14,15 +14,16 @@ message is what the CLI and the portal show when the step fails.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from beamlink.apps.step_io import finite as _finite
+from beamlink.apps.step_io import output_dir as _output_dir
+from beamlink.apps.step_io import path_argument as _path_argument
 from beamlink.apps.xpcs.correlate import DEFAULT_BATCH_FRAMES, correlate_g2
 from beamlink.apps.xpcs.fit import DiffusionFit, fit_diffusion, fit_g2, g2_model, reliable_bins
 from beamlink.apps.xpcs.measurement import iter_frames, read_measurement
@@ -39,37 +40,6 @@ G2_PNG = "g2.png"
 GAMMA_PNG = "gamma_q2.png"
 _PLOT_BINS = 4  # g2 curves in the portal plot: enough to see the q dependence, small enough for a record
 _FIT_POINTS = 40  # points of each fitted g2 curve in the portal plot
-
-
-def _path_argument(value: object, field: str) -> Path:
-    """A path given as a JSON string; anything else is an InvalidInput naming the argument."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(
-            f"{field} must be a non-empty path string, got {value!r}; pass the absolute path.",
-            details={"field": field},
-        )
-    return Path(value)
-
-
-def _output_dir(value: object) -> Path:
-    target = _path_argument(value, "output_dir")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(
-            f"cannot create the output folder {target} ({exc.strerror or exc}); pass a folder the endpoint "
-            f"can write to.",
-            details={"field": "output_dir", "path": str(target)},
-        ) from exc
-    return target
-
-
-def _finite(value: object) -> float | None:
-    """``value`` as a float, or None when it is absent, not a number, NaN or infinite (JSON has no NaN)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _json_list(values: NDArray[Any]) -> list[float | None]:
