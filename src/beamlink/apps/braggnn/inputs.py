@@ -17,8 +17,7 @@ all of it with the kernels' own checks (:mod:`beamlink.apps.braggnn._checks`) an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from numpy.typing import NDArray
 
 from beamlink.apps._arrays import as_array
 from beamlink.apps.braggnn._checks import centre_array, patch_stack
+from beamlink.apps.step_io import open_hdf5
 from beamlink.errors import InvalidInput
 
 __all__ = [
@@ -99,32 +99,16 @@ def write_peaks(
     return target
 
 
-@contextmanager
-def _open(path: str | Path) -> Iterator[Any]:
-    source = Path(path)
-    if not source.is_file():
-        raise InvalidInput(
-            f"peak file {source} does not exist or is not a file; check the path (and that the transfer "
-            "finished).",
-            details={"field": "data", "path": str(source)},
-        )
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as exc:
-        raise InvalidInput(
-            f"peak file {source.name} is not a readable HDF5 file ({exc}); it is corrupted or truncated: "
-            "transfer or write it again.",
-            details={"field": "data", "path": str(source)},
-        ) from exc
-    with handle:
-        found = handle.attrs.get("beamlink_format")
-        if found != FORMAT_NAME:
-            raise InvalidInput(
-                f"peak file {source.name} is HDF5 but not a beamlink BraggNN peak file (root attribute "
-                f"beamlink_format is {found!r}, expected {FORMAT_NAME!r}); {_LAYOUT}.",
-                details={"field": "data", "path": str(source)},
-            )
-        yield handle
+def _open(path: str | Path) -> AbstractContextManager[Any]:
+    return open_hdf5(
+        path,
+        what="peak file",
+        field="data",
+        format_name=FORMAT_NAME,
+        kind="beamlink BraggNN peak file",
+        fix=_LAYOUT,
+        short_name=True,
+    )
 
 
 def _read(f: Any, name: str, path: Path) -> NDArray[Any] | None:

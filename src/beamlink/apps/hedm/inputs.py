@@ -18,8 +18,8 @@ the steps raise it as is, and it is what the CLI and the portal show.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from beamlink.apps.hedm.records import TruePeak
+from beamlink.apps.step_io import open_hdf5
 from beamlink.errors import InvalidInput
 
 __all__ = ["FORMAT_NAME", "HedmScan", "is_complete_scan", "read_frames", "read_scan", "write_scan"]
@@ -125,26 +126,8 @@ def write_scan(
     return target
 
 
-@contextmanager
-def _open(path: str | Path) -> Iterator[Any]:
-    """Open a scan file; a missing, non-HDF5 or truncated file becomes InvalidInput naming it."""
-    source = Path(path)
-    if not source.is_file():
-        raise InvalidInput(
-            f"scan file {source} does not exist or is not a file; check the path (and that the transfer "
-            "finished).",
-            details={"field": "scan", "path": str(source)},
-        )
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as exc:
-        raise InvalidInput(
-            f"scan file {source} is not a readable HDF5 file ({exc}); it is corrupted or truncated: "
-            "transfer or write it again.",
-            details={"field": "scan", "path": str(source)},
-        ) from exc
-    with handle:
-        yield handle
+def _open(path: str | Path) -> AbstractContextManager[Any]:
+    return open_hdf5(path, what="scan file", field="scan")
 
 
 def _frames_dataset(f: Any, source: Path) -> Any:

@@ -20,8 +20,7 @@ message starts with the file's name and ends with the fix. :func:`write_scan` wr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from beamlink.apps.ptycho._checks import check_scan
+from beamlink.apps.step_io import open_hdf5
 from beamlink.errors import InvalidInput
 
 __all__ = [
@@ -109,33 +109,16 @@ def write_scan(
     return target
 
 
-@contextmanager
-def _open(path: str | Path) -> Iterator[Any]:
-    """Open a scan for reading; a missing, non-HDF5 or foreign file becomes InvalidInput naming it."""
-    source = Path(path)
-    if not source.is_file():
-        raise InvalidInput(
-            f"scan file {source} does not exist or is not a file; check the path (and that the transfer "
-            "finished).",
-            details={"field": "scan", "path": str(source)},
-        )
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as exc:
-        raise InvalidInput(
-            f"scan file {source.name} is not a readable HDF5 file ({exc}); it is corrupted or truncated: "
-            "transfer or write it again.",
-            details={"field": "scan", "path": str(source)},
-        ) from exc
-    with handle:
-        found = handle.attrs.get("beamlink_format")
-        if found != FORMAT_NAME:
-            raise InvalidInput(
-                f"scan file {source.name} is HDF5 but not a beamlink ptychography scan (root attribute "
-                f"beamlink_format is {found!r}, expected {FORMAT_NAME!r}); {_LAYOUT}.",
-                details={"field": "scan", "path": str(source)},
-            )
-        yield handle
+def _open(path: str | Path) -> AbstractContextManager[Any]:
+    return open_hdf5(
+        path,
+        what="scan file",
+        field="scan",
+        format_name=FORMAT_NAME,
+        kind="beamlink ptychography scan",
+        fix=_LAYOUT,
+        short_name=True,
+    )
 
 
 def _dataset(f: Any, name: str) -> Any:

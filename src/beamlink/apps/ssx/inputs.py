@@ -16,7 +16,7 @@ shape): the compute step raises it as is, and it is what the CLI and the portal 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from beamlink.apps.ssx.synthetic import StillTruth
+from beamlink.apps.step_io import open_hdf5
 from beamlink.errors import InvalidInput
 
 __all__ = ["FORMAT_NAME", "SsxRun", "is_complete_run", "iter_stills", "read_run", "read_still", "write_run"]
@@ -95,26 +96,8 @@ def write_run(
     return target
 
 
-@contextmanager
-def _open(path: str | Path) -> Iterator[Any]:
-    """Open a run file; a missing, non-HDF5 or truncated file becomes InvalidInput naming it."""
-    source = Path(path)
-    if not source.is_file():
-        raise InvalidInput(
-            f"stills file {source} does not exist or is not a file; check the path (and that the transfer "
-            "finished).",
-            details={"field": "stills", "path": str(source)},
-        )
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as exc:
-        raise InvalidInput(
-            f"stills file {source} is not a readable HDF5 file ({exc}); it is corrupted or truncated: "
-            "transfer or write it again.",
-            details={"field": "stills", "path": str(source)},
-        ) from exc
-    with handle:
-        yield handle
+def _open(path: str | Path) -> AbstractContextManager[Any]:
+    return open_hdf5(path, what="stills file", field="stills")
 
 
 def _stills_dataset(f: Any, source: Path) -> Any:

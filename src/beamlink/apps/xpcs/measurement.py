@@ -19,7 +19,7 @@ The checksums let a reader tell a damaged chunk from data: a corrupted file rais
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from beamlink.apps._arrays import positive_float, positive_int, real_array, same_shape
+from beamlink.apps.step_io import open_hdf5
 from beamlink.apps.xpcs.qmap import DetectorGeometry, QPartition
 from beamlink.errors import InvalidInput
 
@@ -155,33 +156,15 @@ def write_measurement(
     return target
 
 
-@contextmanager
-def _open(path: str | Path) -> Iterator[Any]:
-    """Open a measurement for reading; a missing, non-HDF5 or unreadable file becomes InvalidInput."""
-    source = Path(path)
-    if not source.is_file():
-        raise InvalidInput(
-            f"measurement file {source} does not exist or is not a file; check the path (and that the "
-            f"transfer finished).",
-            details={"field": "path", "path": str(source)},
-        )
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as exc:
-        raise InvalidInput(
-            f"measurement file {source} is not a readable HDF5 file ({exc}); it is corrupted or truncated: "
-            f"transfer or write it again.",
-            details={"field": "path", "path": str(source)},
-        ) from exc
-    with handle:
-        if handle.attrs.get("beamlink_format") != FORMAT_NAME:
-            raise InvalidInput(
-                f"{source} is HDF5 but not a beamlink XPCS measurement (root attribute beamlink_format is "
-                f"{handle.attrs.get('beamlink_format')!r}, expected {FORMAT_NAME!r}); write it with "
-                f"write_measurement().",
-                details={"field": "path", "path": str(source)},
-            )
-        yield handle
+def _open(path: str | Path) -> AbstractContextManager[Any]:
+    return open_hdf5(
+        path,
+        what="measurement file",
+        field="path",
+        format_name=FORMAT_NAME,
+        kind="beamlink XPCS measurement",
+        fix="write it with write_measurement()",
+    )
 
 
 def _dataset(f: Any, name: str) -> Any:

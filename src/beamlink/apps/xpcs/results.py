@@ -24,8 +24,8 @@ the frame stack. Layout (version 1)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
+from beamlink.apps.step_io import open_hdf5
 from beamlink.apps.xpcs.correlate import G2Curves
 from beamlink.apps.xpcs.fit import DiffusionFit, G2Fit
 from beamlink.apps.xpcs.measurement import AttrValue
@@ -139,32 +140,17 @@ def write_results(
     return target
 
 
-@contextmanager
-def _open(path: str | Path) -> Iterator[Any]:
-    source = Path(path)
-    if not source.is_file():
-        raise InvalidInput(
-            f"results file {source} does not exist or is not a file; run the correlate step first and pass "
-            f"the 'results' path it returned.",
-            details={"field": "results", "path": str(source)},
-        )
-    try:
-        handle = h5py.File(source, "r")
-    except OSError as exc:
-        raise InvalidInput(
-            f"results file {source} is not a readable HDF5 file ({exc}); it is corrupted or truncated: run "
-            f"the correlate step again.",
-            details={"field": "results", "path": str(source)},
-        ) from exc
-    with handle:
-        if handle.attrs.get("beamlink_format") != FORMAT_NAME:
-            raise InvalidInput(
-                f"{source} is HDF5 but not a beamlink XPCS results file (root attribute beamlink_format is "
-                f"{handle.attrs.get('beamlink_format')!r}, expected {FORMAT_NAME!r}); pass the file the "
-                f"correlate step wrote.",
-                details={"field": "results", "path": str(source)},
-            )
-        yield handle
+def _open(path: str | Path) -> AbstractContextManager[Any]:
+    return open_hdf5(
+        path,
+        what="results file",
+        field="results",
+        format_name=FORMAT_NAME,
+        kind="beamlink XPCS results file",
+        fix="pass the file the correlate step wrote",
+        missing_fix="run the correlate step first and pass the 'results' path it returned",
+        broken_fix="run the correlate step again",
+    )
 
 
 def _array(f: Any, name: str) -> NDArray[Any]:
