@@ -354,7 +354,7 @@ def main() -> None:
     parser.add_argument("--skip-flow", action="store_true", help="skip part (b)")
     parser.add_argument("--runs", type=int, default=5, help="(b): measured runs after one warm-up run")
     parser.add_argument("--flow-frames", type=int, default=4096, help="(b): frames (the demo's default)")
-    parser.add_argument("--flow-size", type=int, default=64, help="(b): detector size (the demo's default)")
+    parser.add_argument("--flow-size", type=int, default=128, help="(b): detector size (the demo's default)")
     args = parser.parse_args()
     if args.skip_correlation:
         print("(a) XPCS correlation speed: skipped (--skip-correlation)")

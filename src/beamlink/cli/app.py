@@ -80,6 +80,9 @@ def input_from_options(input_text: str | None, settings: list[str] | None) -> di
 
 # -- following a run step by step -------------------------------------------------------------------
 
+# Each look is two requests; on a small host a watcher polling faster slows the run it watches.
+_POLL_S = 0.25
+
 
 @dataclass
 class StepTimes:
@@ -178,13 +181,13 @@ def follow_app_run(
                 live.update(_steps_table(info, times, where))
                 if finished(info):
                     break
-                time.sleep(0.1)
+                time.sleep(_POLL_S)
     else:
         while True:
             info = poll()
             if finished(info):
                 break
-            time.sleep(0.1)
+            time.sleep(_POLL_S)
     return info, times
 
 

@@ -64,7 +64,9 @@ def demo(
         bool, typer.Option("--serve", help="Keep the site and portal up afterwards (Ctrl-C stops it).")
     ] = False,
     frames: Annotated[int, typer.Option(help="Frames in the synthetic measurement.")] = 4096,
-    size: Annotated[int, typer.Option(help="Detector size in pixels (square).")] = 64,
+    size: Annotated[
+        int, typer.Option(help="Detector size in pixels (square): 128 makes a 270 MB measurement.")
+    ] = 128,
 ) -> None:
     """Run the XPCS flow on a synthetic measurement through a whole local site, and show the result."""
     began = time.monotonic()
