@@ -107,10 +107,16 @@ def test_running_the_demo_twice_reuses_the_flow_the_functions_and_the_record(dem
 def test_a_payload_missing_keys_is_refused_before_anything_starts(demo_site: DemoSite) -> None:
     with demo_site.client() as client:
         runs_before = len(client.list_runs())
+    # remote_root is filled from the remote collection this machine serves; measurement is not.
     result = demo_site.cli("app", "run", "xpcs", "--set", "index=xpcs")
     assert result.code == 1
-    assert "lacks 2 key(s): measurement (needed by Names, TransferRaw" in result.stderr
-    assert "remote_root (needed by Paths" in result.stderr
+    assert "lacks 1 key(s): measurement (needed by Names, TransferRaw" in result.stderr
+    assert f"using remote_root={demo_site.remote}" in result.stdout
+    # Elsewhere (no remote collection here) both are missing, and both are named.
+    elsewhere = demo_site.cli("app", "run", "xpcs", "--set", "remote_collection=far-away")
+    assert elsewhere.code == 1
+    assert "lacks 2 key(s): measurement (needed by Names, TransferRaw" in elsewhere.stderr
+    assert "remote_root (needed by Paths" in elsewhere.stderr
     with demo_site.client() as client:
         assert len(client.list_runs()) == runs_before
 
@@ -121,15 +127,7 @@ def test_a_corrupted_hdf5_fails_at_correlate_and_says_why_in_the_cli_and_the_por
     broken = demo_site.local / "incoming" / "broken.h5"
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(4096))
-    result = demo_site.cli(
-        "app",
-        "run",
-        "xpcs",
-        "--set",
-        "measurement=incoming/broken.h5",
-        "--set",
-        f"remote_root={demo_site.remote}",
-    )
+    result = demo_site.cli("app", "run", "xpcs", "--set", "measurement=incoming/broken.h5")
     assert result.code == 1, result.stdout
     assert "✓ TransferRaw" in result.stdout
     assert "✗ Correlate" in result.stdout

@@ -94,10 +94,14 @@ class StepTimes:
     failed: set[str] = field(default_factory=set)
 
     def see(self, event: RunEvent) -> str | None:
-        """Record one event; returns the state name when it just ended."""
-        name = event.state_name
-        if name is None or event.code.startswith("Flow"):  # FlowFailed names the state it failed in
+        """Record one event; returns the state's name when it just ended. A state inside a Map or
+        Parallel branch is named with its branch, ``SearchBlock [SearchBlocks[2]]``: each item is timed on
+        its own."""
+        if event.state_name is None or event.code.startswith("Flow"):  # FlowFailed names its state too
             return None
+        # The engine's branch id ends in '@<attempt>'; the item is what a reader needs.
+        branch = event.branch.split("@", 1)[0]
+        name = f"{event.state_name} [{branch}]" if branch else event.state_name
         if event.code.endswith("Started"):
             self.started.setdefault(name, event.time)
         elif event.code.endswith(("Completed", "Failed")):
@@ -324,9 +328,14 @@ def run(
     json: JsonOption = False,
 ) -> None:
     """Check the input, deploy what changed, start a run and show its steps."""
+    from beamlink.cli.app_watch import fill_local_roots
+
     target = load_app(name)
     payload = input_from_options(input, set_)
     with client(url) as c:
+        for line in fill_local_roots(c.home, target, payload):
+            if not json:
+                _say(f"using {line}")
         started, deployment = target.start(c, payload, label=label)
         if not json:
             _say(f"flow {deployment.flow.id}: {deployment.flow_action}; run {started.run_id} started")

@@ -16,7 +16,29 @@ from beamlink.cli.output import console
 from beamlink.errors import InvalidInput
 from beamlink.sdk import Client
 
-__all__ = ["local_folder", "watch_folder"]
+__all__ = ["collection_root", "fill_local_roots", "local_folder", "watch_folder"]
+
+
+def collection_root(home: Path, collection: str) -> Path | None:
+    """The folder a collection of this machine serves (from its profile in ``home``), or None."""
+    profile = AgentProfile("collection", collection, home)
+    if not profile.config_path.is_file():
+        return None
+    return Path(load_config(profile.config_path).root_path)
+
+
+def fill_local_roots(home: Path, app: App, payload: dict[str, Any]) -> list[str]:
+    """Give ``remote_root`` (the remote collection's folder as the compute host sees it) when the app
+    needs it, the payload lacks it, and that collection is served from this machine: the case of a site
+    brought up here. Returns what was filled, for the user to see."""
+    if "remote_root" not in app.required_input() or payload.get("remote_root"):
+        return []
+    name = payload.get("remote_collection") or app.input_defaults().get("remote_collection")
+    root = collection_root(home, name) if isinstance(name, str) else None
+    if root is None:
+        return []
+    payload["remote_root"] = str(root)
+    return [f"remote_root={root} (the folder of collection {name!r} on this machine)"]
 
 
 def local_folder(home: Path, location: str) -> tuple[str, str, Path]:
@@ -32,15 +54,14 @@ def local_folder(home: Path, location: str) -> tuple[str, str, Path]:
         raise InvalidInput(
             f"{location!r}: '..' is not allowed in a collection path", details={"field": "location"}
         )
-    profile = AgentProfile("collection", collection, home)
-    if not profile.config_path.is_file():
+    root = collection_root(home, collection)
+    if root is None:
         raise InvalidInput(
-            f"the collection {collection!r} is not configured on this machine (no {profile.config_path}): "
+            f"the collection {collection!r} is not configured on this machine (no profile in {home}): "
             "watch runs where the collection's files are; configure it with `beamlink collection configure "
             f"{collection} --root DIR` or use the BEAMLINK_HOME that has it",
             details={"collection": collection},
         )
-    root = load_config(profile.config_path).root_path
     prefix = f"{relative.as_posix()}/" if relative.parts else ""
     return collection, prefix, Path(root) / relative
 
@@ -56,6 +77,9 @@ def watch_folder(
     client: Client, app: App, location: str, payload: Mapping[str, Any], *, settle: float, existing: bool
 ) -> None:
     collection, prefix, folder = local_folder(client.home, location)
+    payload = dict(payload)
+    for line in fill_local_roots(client.home, app, payload):
+        console.print(f"using {line}", highlight=False)
     watcher = FolderWatcher(
         client,
         app,
