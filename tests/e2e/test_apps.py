@@ -242,3 +242,24 @@ def test_the_demo_on_a_new_home_brings_its_site_up_and_takes_it_down_leaving_not
     assert "stopped the service at" in result.stdout
     assert not (home / "site-state.json").exists()
     assert not list(home.glob("*s/*/daemon.pid"))
+
+
+def test_an_app_runs_from_python_and_shows_each_step(
+    demo_site: DemoSite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from beamlink.apps.registry import load_app
+    from beamlink.apps.xpcs.app import example_measurement
+
+    path = example_measurement(demo_site.local / "incoming" / "sdk", frames=FRAMES, size=SIZE, name="sdk")
+    xpcs = load_app("xpcs")
+    with demo_site.client() as client:
+        info = xpcs.run(
+            client,
+            {"measurement": f"incoming/sdk/{path.name}", "remote_root": str(demo_site.remote)},
+            timeout=240,
+        )
+    assert info.status == "SUCCEEDED"
+    shown = capsys.readouterr().err
+    for step in ("TransferRaw", "Correlate", "Plot", "GatherMetadata", "TransferResults", "Publish"):
+        assert f"[ok] {step}" in shown
+    assert "[FlowSucceeded]" in shown

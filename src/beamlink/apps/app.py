@@ -4,18 +4,20 @@
 
     app = App("xpcs", [paths, transfer_raw, correlate, plot, ...], title="XPCS", description="...")
     print(json.dumps(app.flow_definition(), indent=2))   # readable before anything is deployed
-    run = app.run(client, {"measurement": "incoming/A001.h5", "remote_root": "/data/remote"})
+    run = app.run(client, {"measurement": "incoming/A001.h5", "remote_root": "/data/remote"})  # waits
 
 ``run`` checks the payload against every tool's required input first (one error naming every missing
 key and the tools that need it), registers the functions and (re)deploys the flow only when their
 checksums changed (:mod:`beamlink.apps.deployments` remembers what was deployed where), and starts the
-run. The input is Gladier's shape, ``{"input": {...}}``; a bare payload is wrapped for you.
+run (``run`` also waits for it, showing each step). The input is Gladier's shape, ``{"input": {...}}``;
+a bare payload is wrapped for you.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,10 @@ from beamlink import serialize
 from beamlink.apps.deployments import Deployment, DeploymentRecord
 from beamlink.apps.tools import Tool, function_key
 from beamlink.errors import InvalidInput, NotFound
-from beamlink.protocol.flows import FlowInfo, RunInfo
+from beamlink.protocol.flows import FlowInfo, RunEvent, RunInfo
 from beamlink.sdk import Client
 
-__all__ = ["App", "MissingInput", "app_keyword"]
+__all__ = ["App", "MissingInput", "app_keyword", "print_progress"]
 
 
 class MissingInput(InvalidInput):
@@ -49,6 +51,19 @@ def function_checksum(function: Callable[..., Any]) -> str:
     would not change when the code does)."""
     _, serialized, source = serialize.serialize_function(function)
     return hashlib.sha256(f"{serialized}\n{source or ''}".encode()).hexdigest()
+
+
+def print_progress(event: RunEvent) -> None:
+    """One line per state that ended, and the run's end: what ``App.run`` shows by default."""
+    if (
+        event.code.endswith(("Completed", "Failed"))
+        and event.state_name
+        and not event.code.startswith("Flow")
+    ):
+        mark = "x" if event.code.endswith("Failed") else "ok"
+        print(f"[{mark}] {event.state_name}", file=sys.stderr, flush=True)
+    elif event.code in ("FlowSucceeded", "FlowFailed", "FlowCanceled"):
+        print(f"[{event.code}] {event.description}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -255,6 +270,20 @@ class App:
             request_id=request_id,
         )
         return run, deployment
+
+    def run(
+        self,
+        client: Client,
+        payload: Mapping[str, Any] | None,
+        *,
+        label: str | None = None,
+        timeout: float | None = None,
+        on_event: Callable[[RunEvent], None] | None = print_progress,
+    ) -> RunInfo:
+        """:meth:`start`, then wait for the run to end; ``on_event`` sees each log entry as it comes
+        (default: a line per finished step on standard error; None: quiet). Returns the final run."""
+        started, _ = self.start(client, payload, label=label)
+        return client.wait_run(started.run_id, timeout=timeout, on_event=on_event, poll=0.25)
 
 
 def _exists(client: Client, function_id: str) -> bool:
