@@ -7,10 +7,19 @@ search section of the README.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["with_portal_files"]
+__all__ = ["record_number", "with_portal_files"]
+
+
+def record_number(value: Any) -> float | int | None:
+    """A number for a record field as it is (an int stays an int), or None when absent, not a number,
+    NaN or infinite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if isinstance(value, int) or math.isfinite(value) else None
 
 
 def with_portal_files(

@@ -8,12 +8,12 @@ puts them on the portal collection, the plot data and the run id.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from beamlink.apps.records import with_portal_files
+from beamlink.apps.step_io import finite as _number
 from beamlink.errors import InvalidInput
 
 __all__ = ["FACETS", "record_content", "run_metadata"]
@@ -36,12 +36,6 @@ FACETS: list[dict[str, Any]] = [
     {"field_name": "model_source", "type": "terms"},
 ]
 """The portal facets of the braggnn index (FacetRequest documents)."""
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _stat(summary: object, key: str) -> float | None:

@@ -8,10 +8,10 @@ run id.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from beamlink.apps.hedm.inputs import read_scan
+from beamlink.apps.records import record_number as _number
 from beamlink.apps.records import with_portal_files
 from beamlink.errors import InvalidInput
 
@@ -39,12 +39,6 @@ FACETS: list[dict[str, Any]] = [
     },
     {"field_name": "sample", "type": "terms"},
 ]
-
-
-def _number(value: Any) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value if isinstance(value, int) or math.isfinite(value) else None
 
 
 def record_content(

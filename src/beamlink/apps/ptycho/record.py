@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from beamlink.apps.records import with_portal_files
+from beamlink.apps.step_io import finite as _number
 from beamlink.errors import InvalidInput
 
 __all__ = ["FACETS", "reconstruction_metadata", "record_content"]
@@ -37,12 +38,6 @@ FACETS: list[dict[str, Any]] = [
     {"field_name": "scan_points", "type": "numeric_histogram", "histogram_range": {"low": 0, "high": 1000}},
 ]
 """The portal facets of the ptycho index (FacetRequest documents)."""
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def reconstruction_metadata(reconstruction: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,9 +8,9 @@ the figures and the results file on the portal collection, the interactive plot 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from beamlink.apps.records import record_number as _number
 from beamlink.apps.records import with_portal_files
 from beamlink.apps.ssx.inputs import read_run
 from beamlink.errors import InvalidInput
@@ -34,12 +34,6 @@ FACETS: list[dict[str, Any]] = [
     },
     {"field_name": "sample", "type": "terms"},
 ]
-
-
-def _number(value: Any) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value if isinstance(value, int) or math.isfinite(value) else None
 
 
 def record_content(
