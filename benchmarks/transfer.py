@@ -6,7 +6,10 @@
 The source's data server runs in a separate process (as the source agent would), the pull in this one.
 Each case runs ``--runs`` times; the median is printed, with the range. Before every run the page cache's
 dirty pages are flushed (``sync``) so one run's write-back does not slow the next; the source files stay
-cached (warm source), as in reference §A6's "warm" columns. Baselines on the same files: ``cp`` for the
+cached (warm source), as in reference §A6's "warm" columns. Every run writes into a directory of its own
+and nothing is deleted until the end: creating files right after deleting thousands is several times
+slower on ext4 (its inode allocator skips inodes freed in the last minutes, ``recently_deleted`` in a
+profile), which made whichever case ran later look slower. Baselines on the same files: ``cp`` for the
 large file, ``cp -r`` and ``rsync -a`` for the small ones. Targets (reference §A9): same host >= 80 % of
 cp + sync (the copies of large files are durable: each chunk is fsynced before its journal line);
 loopback >= 1 GB/s; small files >= rsync's files/s; verify_checksum <= 15 % extra time. The machine's
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import itertools
 import os
 import shutil
 import signal
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from beamlink.agents.collection.dataserver import DataServer
@@ -69,25 +74,35 @@ def make_source(root: Path, size: int, files: int) -> None:
             (small / f"d{index % 20:02d}" / f"f{index:06d}").write_bytes(payload)
 
 
-def timed(runs: int, prepare: Callable[[], None], action: Callable[[], None]) -> list[float]:
-    samples = []
+@dataclass
+class Case:
+    name: str
+    action: Callable[[Path], None]
+    samples: list[float] = field(default_factory=list)
+
+
+def run_interleaved(cases: list[Case], runs: int, prepare: Callable[[], Path]) -> None:
+    """Run 1 of every case, then run 2 of every case, ...: slow spells of the machine hit all alike."""
     for _ in range(runs):
-        prepare()
-        subprocess.run(["sync"], check=True)
-        started = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - started)
-    return samples
+        for case in cases:
+            target = prepare()
+            subprocess.run(["sync"], check=True)
+            started = time.perf_counter()
+            case.action(target)
+            case.samples.append(time.perf_counter() - started)
 
 
-def report(name: str, samples: list[float], amount: float, unit: str) -> float:
-    rates = sorted(amount / s for s in samples)
-    median = statistics.median(rates)
-    print(f"{name:<36} {median:10.2f} {unit}   (runs: {', '.join(f'{r:.2f}' for r in rates)})", flush=True)
-    return median
+def report(cases: list[Case], amount: float, unit: str, baselines: dict[str, str]) -> None:
+    """Medians (with every run's rate) and each case's ratio to the baselines (label: case name)."""
+    medians = {case.name: statistics.median(amount / s for s in case.samples) for case in cases}
+    print(f"{'':<32} {unit:>10}" + "".join(f"  {'vs ' + label:>11}" for label in baselines) + "   runs")
+    for case in cases:
+        ratios = "".join(f"  {medians[case.name] / medians[name]:11.0%}" for name in baselines.values())
+        runs = ", ".join(f"{rate:.2f}" for rate in sorted(amount / s for s in case.samples))
+        print(f"{case.name:<32} {medians[case.name]:10.2f}{ratios}   ({runs})", flush=True)
 
 
-def pull(spec: TransferSpec, destination: Path, source: SourceClient | LocalSource) -> None:
+def pull(destination: Path, spec: TransferSpec, source: SourceClient | LocalSource) -> None:
     async def main() -> None:
         summary = await run_transfer(spec, local=CollectionRoot(destination), source=source)
         if summary.status is not TransferStatus.SUCCEEDED:
@@ -138,14 +153,20 @@ def main() -> None:
             "loopback pull": SourceClient(url, token),
         }
 
-        def fresh() -> None:
-            shutil.rmtree(destination, ignore_errors=True)
-            destination.mkdir()
+        shutil.rmtree(destination, ignore_errors=True)
+        destination.mkdir()
+        made = itertools.count()
 
-        def case(name: str, amount: float, unit: str, action: Callable[[], None]) -> None:
-            report(name, timed(args.runs, fresh, action), amount, unit)
+        def fresh(keep_earlier: bool) -> Path:
+            if not keep_earlier:  # one big file per run: deleting it is cheap, keeping them all is not
+                for earlier in destination.iterdir():
+                    shutil.rmtree(earlier)
+            target = destination / f"run-{next(made):03d}"
+            target.mkdir()
+            return target
 
-        def pulls(path: str, recursive: bool, amount: float, unit: str) -> None:
+        def pulls(path: str, recursive: bool) -> list[Case]:
+            cases = []
             for label, source in sources.items():
                 for verify in (False, True):
                     spec = TransferSpec(
@@ -155,22 +176,29 @@ def main() -> None:
                         chunk_size=args.chunk_mib << 20,
                     )
                     name = label + (" + verify" if verify else "")
-                    case(name, amount, unit, functools.partial(pull, spec, destination, source))
+                    cases.append(Case(name, functools.partial(pull, spec=spec, source=source)))
+            return cases
 
         if args.only in (None, "large"):
-            print(f"\n-- one {args.size_mib} MiB file (GB/s) --")
+            print(f"\n-- one {args.size_mib} MiB file, {args.runs} runs interleaved --")
             big = source_root / "big.bin"
-            case("cp (baseline)", size / 1e9, "GB/s", lambda: _run("cp", big, destination))
-            case("cp + sync (baseline)", size / 1e9, "GB/s", lambda: _run("cp", big, destination, sync=True))
-            pulls("big.bin", False, size / 1e9, "GB/s")
+            large = [
+                Case("cp (baseline)", lambda to: _run("cp", big, to)),
+                Case("cp + sync (baseline)", lambda to: _run("cp", big, to, sync=True)),
+                *pulls("big.bin", False),
+            ]
+            run_interleaved(large, args.runs, functools.partial(fresh, keep_earlier=False))
+            report(large, size / 1e9, "GB/s", {"cp": "cp (baseline)", "cp+sync": "cp + sync (baseline)"})
         if args.only in (None, "small"):
-            print(f"\n-- {args.files} x 4 KiB files in 20 directories (files/s) --")
+            print(f"\n-- {args.files} x 4 KiB files in 20 directories, {args.runs} runs interleaved --")
             small = source_root / "small"
-            case("cp -r (baseline)", args.files, "files/s", lambda: _run("cp", "-r", small, destination))
-            case(
-                "rsync -a (baseline)", args.files, "files/s", lambda: _run("rsync", "-a", small, destination)
-            )
-            pulls("small", True, args.files, "files/s")
+            many = [
+                Case("cp -r (baseline)", lambda to: _run("cp", "-r", small, to)),
+                Case("rsync -a (baseline)", lambda to: _run("rsync", "-a", small, to)),
+                *pulls("small", True),
+            ]
+            run_interleaved(many, args.runs, functools.partial(fresh, keep_earlier=True))
+            report(many, args.files, "files/s", {"rsync": "rsync -a (baseline)"})
         for source in sources.values():
             source.close()
     finally:

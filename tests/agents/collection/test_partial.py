@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from beamlink.agents.collection.partial import (
     JOURNAL_SUFFIX,
     PARTIAL_SUFFIX,
     PartialWrite,
+    boot_id,
     copy_local,
     is_internal_name,
     partial_paths,
@@ -278,6 +280,32 @@ def test_a_torn_journal_line_costs_only_its_chunk(tmp_path: Path) -> None:
     with open_write(dest) as third:  # the line after the torn one still counts
         assert third.next_missing_chunks() == [2, 4, 5]
         fill(third, [2, 4, 5])
+        third.commit()
+    assert dest.read_bytes() == DATA
+
+
+def test_after_a_reboot_only_chunks_that_still_verify_are_kept(tmp_path: Path) -> None:
+    """No chunk is fsynced: a journal from another boot may claim pages the crash lost, so each chunk
+    is hashed again; one the machine lost (here: zeroed) and one recorded without a digest go again."""
+    dest = tmp_path / "rebooted"
+    with open_write(dest) as write:
+        fill(write, [0, 1, 2])
+        write.mark_chunk(3, None)  # a same-host copy without verify records no digest
+        partial, journal = write.partial_path, write.journal_path
+    header, *chunk_lines = journal.read_bytes().splitlines(keepends=True)
+    this_boot = boot_id()
+    assert this_boot is not None and json.loads(header)["boot_id"] == this_boot
+    journal.write_bytes(header.replace(this_boot.encode(), b"another-boot") + b"".join(chunk_lines))
+    with open(partial, "r+b") as stream:  # chunk 1's pages never reached the disk
+        stream.seek(CHUNK)
+        stream.write(bytes(CHUNK))
+    with open_write(dest) as again:
+        assert again.resumed_chunks == 2
+        assert again.next_missing_chunks() == [1, 3, 4, 5]
+        fill(again, [1])
+    with open_write(dest) as third:  # the rechecked journal is this boot's now
+        assert third.next_missing_chunks() == [3, 4, 5]
+        fill(third, [3, 4, 5])
         third.commit()
     assert dest.read_bytes() == DATA
 

@@ -7,21 +7,27 @@ complete file is renamed into place. A file of more than one chunk also keeps a 
 of from zero::
 
     {"beamlink_partial": 1, "size": 3221225472, "source_mtime": 1718000000.25, "source_checksum": null,
-     "algorithm": "xxh3", "chunk_size": 67108864}          <- header: what the partial file is a copy of
+     "algorithm": "xxh3", "chunk_size": 67108864,          <- header: what the partial file is a copy of
+     "boot_id": "789cf4ee-..."}                            <- and under which boot it was written
     {"chunk": 0, "digest": "5c74...cd11"}                  <- one line per verified chunk, appended
     {"chunk": 2, "digest": "0b1e...77aa"}
 
 Reopening compares the header with the source as it is now: a different size, modification time,
 checksum, algorithm or chunk size starts again from zero, as does a missing or wrongly sized partial
-file. Lines are only appended (a torn last line after a crash is ignored), so the journal costs O(1) per
-chunk even for a terabyte file. Names too long for the filesystem with the prefix and suffix use a hash
-of the name instead (``.<sha256[:32]>.beamlink-partial``).
+file (the boot id is not part of that comparison; see below). Lines are only appended (a torn last
+line after a crash is ignored), so the journal costs O(1) per chunk even for a terabyte file. Names too
+long for the filesystem with the prefix and suffix use a hash of the name instead
+(``.<sha256[:32]>.beamlink-partial``).
 
-Durability (fsync) policy: a chunk's bytes are fsynced *before* its journal line is written, so the
-journal never claims bytes the disk may not hold; the journal itself is not fsynced (a lost line only
-costs that chunk again). Files of one chunk keep no journal and are not fsynced at all (per-file fsync
-costs small files 5-7x, reference §A6): a restart writes them again, and whole-batch durability is the
-caller's (``syncfs``). ``durable=True`` also fsyncs the file before, and the directory after, the rename.
+Durability policy: no fsync per chunk. A journal line is appended once its chunk's bytes are written;
+both sit in the page cache, which outlives the process, so an agent that is killed (the case that
+happens) resumes from exactly the chunks it recorded. Only a crash of the machine can lose written
+pages while keeping a journal line, so the header also records the kernel's boot id: a journal written
+under another boot is trusted only chunk by chunk, keeping the chunks whose bytes still hash to their
+recorded digest (a same-host copy without ``verify`` records no digest, so its chunks are copied again).
+Fsyncing every chunk made a large copy run at the disk's write-back speed instead of the page cache's
+(64-79 % of ``cp`` on the test VM, which does not fsync either). Files of one chunk keep no journal: a
+restart writes them again. ``durable=True`` fsyncs the file before, and the directory after, the rename.
 
 ``verified`` means: the chunk's bytes hashed to the digest the sender gave (:meth:`PartialWrite.write_chunk`)
 or, for a same-host copy, source and destination ranges hashed alike (:func:`copy_local` with
@@ -32,12 +38,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 import stat
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -63,6 +71,7 @@ __all__ = [
     "ChunkWriter",
     "CopyResult",
     "PartialWrite",
+    "boot_id",
     "copy_local",
     "is_internal_name",
     "partial_paths",
@@ -179,7 +188,9 @@ class PartialWrite:
         except FileNotFoundError:
             return False
         lines = raw.splitlines()
-        if not lines or _json(lines[0]) != self._header or os.fstat(self.fileno()).st_size != self.size:
+        header = _json(lines[0]) if lines else None
+        written_boot = header.pop("boot_id", None) if isinstance(header, dict) else None
+        if header != self._header or os.fstat(self.fileno()).st_size != self.size:
             log.debug("%s: journal does not match the source; starting from zero", self.dest)
             return False
         for line in lines[1:]:
@@ -190,10 +201,28 @@ class PartialWrite:
             # line costs that chunk only.
             if isinstance(index, int) and 0 <= index < self.chunk_count and isinstance(digest, str | None):
                 self._done[index] = digest
+        if written_boot is None or written_boot != boot_id():
+            self._recheck_chunks()  # the machine restarted since: unsynced pages may be gone
+            self._start_journal()
+            for index, digest in sorted(self._done.items()):
+                _write_all(self._journal_fd(), _chunk_line(index, digest))
+            return True
         self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         if not raw.endswith(b"\n"):
             _write_all(self._journal, b"\n")  # end a torn line, so the next one is not glued to it
         return True
+
+    def _recheck_chunks(self) -> None:
+        """Keep only the recorded chunks whose bytes on disk still hash to their digest."""
+        buffer = bytearray(1 << 20)
+        for index, digest in list(self._done.items()):
+            offset, length = self.chunk_range(index)
+            actual = None
+            if digest is not None:
+                actual = hash_fd(self.fileno(), self.algorithm, start=offset, length=length, buffer=buffer)
+            if actual is None or actual != digest:
+                del self._done[index]
+        log.debug("%s: written under another boot; %d chunks still verify", self.dest, len(self._done))
 
     def _start_over(self) -> None:
         self._done.clear()
@@ -203,9 +232,19 @@ class PartialWrite:
         if self.chunk_count <= 1:
             self.journal_path.unlink(missing_ok=True)
             return
+        self._start_journal()
+
+    def _start_journal(self) -> None:
+        """A new journal holding only the header (the chunks follow as they are written)."""
+        if self._journal is not None:
+            os.close(self._journal)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         self._journal = os.open(self.journal_path, flags, 0o666)
-        _write_all(self._journal, json.dumps(self._header).encode() + b"\n")
+        _write_all(self._journal, json.dumps({**self._header, "boot_id": boot_id()}).encode() + b"\n")
+
+    def _journal_fd(self) -> int:
+        assert self._journal is not None
+        return self._journal
 
     # -- writing ------------------------------------------------------------------------------------------
 
@@ -263,9 +302,7 @@ class PartialWrite:
         self.chunk_range(index)
         with self._lock:
             if self._journal is not None:
-                os.fsync(self.fileno())  # the bytes are on disk before the journal claims them
-                line = json.dumps({"chunk": index, "digest": digest}).encode() + b"\n"
-                _write_all(self._journal, line)
+                _write_all(self._journal, _chunk_line(index, digest))
             self._done[index] = digest
 
     # -- finishing ----------------------------------------------------------------------------------------
@@ -426,21 +463,21 @@ def copy_local(
     ) as partial:
         source = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            buffer = bytearray(1 << 20) if verify else None
-            for index in partial.next_missing_chunks():
-                offset, length = partial.chunk_range(index)
-                mover.copy(source, partial.fileno(), offset, length, skip_holes=partial.is_clean(index))
-                digest = None
-                if verify:
-                    digest = hash_fd(source, algorithm, start=offset, length=length, buffer=buffer)
-                    written = hash_fd(partial.fileno(), algorithm, start=offset, length=length, buffer=buffer)
-                    if written != digest:
-                        raise ChecksumMismatch(
-                            f"chunk {index} of {quoted(dst.name)} reads back differently from the source",
-                            details={"chunk": index, "expected": digest, "actual": written},
-                        )
-                partial.mark_chunk(index, digest)
-                copied += 1
+            checker = _ChunkChecker(source, partial, dst.name) if verify else None
+            try:
+                for index in partial.next_missing_chunks():
+                    offset, length = partial.chunk_range(index)
+                    mover.copy(source, partial.fileno(), offset, length, skip_holes=partial.is_clean(index))
+                    if checker is None:
+                        partial.mark_chunk(index, None)
+                    else:
+                        checker.check(index)
+                    copied += 1
+                if checker is not None:
+                    checker.wait()
+            finally:
+                if checker is not None:
+                    checker.close()
             after = os.fstat(source)
         finally:
             os.close(source)
@@ -456,6 +493,48 @@ def copy_local(
         partial.commit(preserve_mtime=preserve_mtime)
         method = mover.method if copied else "none"
         return CopyResult(before.st_size, copied, partial.resumed_chunks, method)
+
+
+class _ChunkChecker:
+    """Hashes the copied chunks on both sides in a worker thread while the next chunk is copied.
+
+    The copy is kernel work and the hashes release the GIL, so the two overlap on two cores: hashing
+    after each copy, in line, made a verified same-host copy take 1.75x as long as an unverified one.
+    """
+
+    def __init__(self, source: int, partial: PartialWrite, name: str) -> None:
+        self._source = source
+        self._partial = partial
+        self._name = name
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="beamlink-verify")
+        self._buffer = bytearray(1 << 20)
+        self._pending: Future[None] | None = None
+
+    def check(self, index: int) -> None:
+        """Hash chunk ``index`` (just copied) in the background; first the previous chunk must be done."""
+        self.wait()
+        self._pending = self._pool.submit(self._check, index)
+
+    def wait(self) -> None:
+        """Until the chunk handed over last is checked; ChecksumMismatch if it differs."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _check(self, index: int) -> None:
+        offset, length = self._partial.chunk_range(index)
+        algorithm = self._partial.algorithm
+        digest = hash_fd(self._source, algorithm, start=offset, length=length, buffer=self._buffer)
+        written = hash_fd(self._partial.fileno(), algorithm, start=offset, length=length, buffer=self._buffer)
+        if written != digest:
+            raise ChecksumMismatch(
+                f"chunk {index} of {quoted(self._name)} reads back differently from the source",
+                details={"chunk": index, "expected": digest, "actual": written},
+            )
+        self._partial.mark_chunk(index, digest)
 
 
 class _Mover:
@@ -519,6 +598,19 @@ def _data_ranges(fd: int, offset: int, length: int) -> list[tuple[int, int]]:
         ranges.append((start, stop - start))
         position = stop
     return ranges
+
+
+@functools.cache
+def boot_id() -> str | None:
+    """This boot of the kernel (Linux); None where the system does not say."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _chunk_line(index: int, digest: str | None) -> bytes:
+    return json.dumps({"chunk": index, "digest": digest}).encode() + b"\n"
 
 
 def _json(line: bytes) -> Any:

@@ -367,9 +367,9 @@ class _Pull:
         if self._batch and not self.stopping.is_set():
             jobs, self._batch, self._batch_bytes = self._batch, [], 0
             if isinstance(self.source, LocalSource):
-                await self._spawn(self.runner.run_slot(self.files.copy_batch_local, jobs))
+                await self._spawn(self.runner.run_batch(self.files.copy_batch_local, jobs))
             else:
-                await self._spawn(self.runner.run_slot(self.files.fetch_batch, jobs))
+                await self._spawn(self.runner.run_batch(self.files.fetch_batch, jobs))
 
     async def _spawn(self, work: Any) -> None:
         """Start a file task, first waiting while too many are under way (memory stays O(concurrency))."""

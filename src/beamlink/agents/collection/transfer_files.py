@@ -68,11 +68,18 @@ _PIECE = 1 << 20
 
 
 class Runner:
-    """Where blocking work runs: worker threads, at most ``concurrency`` requests or copies at once."""
+    """Where blocking work runs: worker threads, at most ``concurrency`` requests or copies at once.
+
+    Batches of small files take fewer slots: at most one per CPU (at least two). Their cost is
+    creating and renaming files, which the filesystem serialises per directory; with 8 batches on the
+    2-core test VM the writers spun on the directory locks (``rwsem_spin_on_owner`` in a profile) and
+    fought over the GIL, and 20,000 files of 4 KiB moved 15-40 % slower than with 2 or 3.
+    """
 
     def __init__(self, concurrency: int, stopping: threading.Event) -> None:
         self.stopping = stopping
         self.slots = asyncio.Semaphore(concurrency)
+        self.batch_slots = asyncio.Semaphore(min(concurrency, max(2, os.cpu_count() or 2)))
         # Threads: one per request in flight, one for the planner, one to open and publish files.
         self.pool = ThreadPoolExecutor(concurrency + 2, thread_name_prefix="beamlink-pull")
 
@@ -87,6 +94,11 @@ class Runner:
             if self.stopping.is_set():
                 raise TransferStopped
             return await self.call(fn, *args, **kwargs)
+
+    async def run_batch(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """:meth:`run_slot` for a batch of small files, once a batch slot is free too."""
+        async with self.batch_slots:
+            return await self.run_slot(fn, *args, **kwargs)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
