@@ -366,10 +366,11 @@ class _Pull:
     async def _flush_batch(self) -> None:
         if self._batch and not self.stopping.is_set():
             jobs, self._batch, self._batch_bytes = self._batch, [], 0
+            directories = frozenset(job.dest.rpartition("/")[0] for job in jobs)
             if isinstance(self.source, LocalSource):
-                await self._spawn(self.runner.run_batch(self.files.copy_batch_local, jobs))
+                await self._spawn(self.runner.run_batch(directories, self.files.copy_batch_local, jobs))
             else:
-                await self._spawn(self.runner.run_batch(self.files.fetch_batch, jobs))
+                await self._spawn(self.runner.run_batch(directories, self.files.fetch_batch, jobs))
 
     async def _spawn(self, work: Any) -> None:
         """Start a file task, first waiting while too many are under way (memory stays O(concurrency))."""
