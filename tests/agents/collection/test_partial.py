@@ -294,7 +294,8 @@ def test_after_a_reboot_only_chunks_that_still_verify_are_kept(tmp_path: Path) -
         partial, journal = write.partial_path, write.journal_path
     header, *chunk_lines = journal.read_bytes().splitlines(keepends=True)
     this_boot = boot_id()
-    assert this_boot is not None and json.loads(header)["boot_id"] == this_boot
+    assert this_boot is not None
+    assert json.loads(header)["boot_id"] == this_boot
     journal.write_bytes(header.replace(this_boot.encode(), b"another-boot") + b"".join(chunk_lines))
     with open(partial, "r+b") as stream:  # chunk 1's pages never reached the disk
         stream.seek(CHUNK)
