@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
 
-import anyio.to_thread
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
@@ -48,11 +47,7 @@ tasks_router = APIRouter(prefix="/v1/tasks", tags=["compute"])
 
 
 async def _in_thread(state: ServiceState, fn: Callable[[Session], T]) -> T:
-    def run() -> T:
-        with state.db.transaction() as session:
-            return fn(session)
-
-    return await anyio.to_thread.run_sync(run)
+    return await state.db.run(fn)
 
 
 # -- functions -------------------------------------------------------------------------------------
@@ -189,7 +184,7 @@ add_grant_routes(endpoints_router, endpoints.ENDPOINT_POLICY, endpoints.get_endp
     status_code=status.HTTP_201_CREATED,
     summary="Submit a batch of tasks to one endpoint.",
 )
-def submit_tasks(state: State, principal: CurrentPrincipal, body: TaskBatch) -> TaskBatchCreated:
+async def submit_tasks(state: State, principal: CurrentPrincipal, body: TaskBatch) -> TaskBatchCreated:
     # Endpoint connected: the tasks are dispatched in the submit transaction and sent right after the
     # commit, rather than waking the connection's dispatcher to claim them in a second one (hot path).
     links: list[AgentLink] = []
@@ -201,14 +196,15 @@ def submit_tasks(state: State, principal: CurrentPrincipal, body: TaskBatch) -> 
         links.append(link)
         return link.sent_functions()
 
-    with state.db.transaction() as session:
-        submitted = tasks.submit_batch(
+    submitted = await state.db.run(
+        lambda session: tasks.submit_batch(
             session,
             principal,
             body,
             payload_limit=state.settings.compute_payload_limit,
             connection=connection,
         )
+    )
     endpoint_id = submitted.endpoint.id
     if links and submitted.dispatch is not None:
         state.hub.deliver(links[0], submitted.dispatch)

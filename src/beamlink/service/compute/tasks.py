@@ -8,13 +8,15 @@ who waits for which result) are in :mod:`.hub`; everything here is plain synchro
 
 from __future__ import annotations
 
+import functools
+import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, Select, insert, select, update
+from sqlalchemy import Row, Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from beamlink.errors import (
@@ -154,10 +156,11 @@ def submit_batch(
     dispatching = connected_with is not None
     rows: list[dict[str, Any]] = []
     assignments: list[TaskAssignment] = []
+    task_ids = _new_ids(len(batch.tasks))
     for index, spec in enumerate(batch.tasks):
         # A microsecond apart, so (created_at, id) order is submission order: tasks run first in, first out.
         at = (now + timedelta(microseconds=index)).isoformat()
-        task_id = str(uuid.uuid4())
+        task_id = task_ids[index]
         next_state = "dispatched" if dispatching else "waiting-for-endpoint" if not endpoint.online else None
         transitions = [{"state": "received", "at": at}]
         if next_state is not None:
@@ -194,12 +197,19 @@ def submit_batch(
                     submitter_environment=batch.environment,
                 )
             )
-    session.execute(insert(Task), rows)
+    # On the table: the ORM's bulk INSERT spent longer on its per-row bookkeeping than SQLite on the rows.
+    session.execute(insert(cast(Table, Task.__table__)), rows)
     message = None
     if connected_with is not None:
         codes = [functions_.function_code(f) for fid, f in found.items() if fid not in connected_with]
         message = TaskDispatch(functions=codes, tasks=assignments)
     return Submitted(endpoint, group, [row["id"] for row in rows], message)
+
+
+def _new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs from one read of the system's randomness, not one each."""
+    randomness = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=randomness[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
 def claim_for_dispatch(
@@ -288,8 +298,24 @@ def _appended(transitions: list[dict[str, Any]], state: str, at: datetime) -> li
 
 
 def _bulk_update(session: Session, changes: list[dict[str, Any]]) -> None:
-    if changes:
-        session.execute(update(Task), changes)
+    """One executemany of ``UPDATE tasks SET <the changed columns> WHERE id = ?`` (every dict has the
+    same keys). Built on the table, not through the ORM's bulk UPDATE, whose per-row bookkeeping was
+    a third of the service's CPU at a thousand tasks a second."""
+    if not changes:
+        return
+    columns = tuple(name for name in changes[0] if name != "id")
+    rows = [{"_id": change["id"], **{name: change[name] for name in columns}} for change in changes]
+    session.execute(_update_statement(columns), rows)
+
+
+@functools.cache
+def _update_statement(columns: tuple[str, ...]) -> Update:
+    table = cast(Table, Task.__table__)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+    )
 
 
 def mark_acked(session: Session, endpoint_id: str, ids: Sequence[str]) -> None:

@@ -57,6 +57,7 @@ from beamlink.agents.endpoint.engines.htex_worker import (
     CANCEL,
     KILLED,
     STARTED,
+    STARTED_FILE_KEY,
     process_start_time,
     run_in_htex_worker,
 )
@@ -268,10 +269,13 @@ class ParslEngine(Engine):
         if error is None and not entry.cancel_requested:
             # The common case, kept to one file operation: the outcome carries its start time, and
             # nothing was killed (a killed worker returns no result).
-            outcome = TaskOutcome.model_validate(future.result())
+            reported = future.result()
+            wrote_started = reported.pop(STARTED_FILE_KEY, True)
+            outcome = TaskOutcome.model_validate(reported)
             if entry.started_at is None:
                 self._mark_started(entry, outcome.started_at or datetime.now(UTC))
-            (self.control_dir / STARTED / task_id).unlink(missing_ok=True)
+            if wrote_started:  # only calls that ran for a watch period leave one
+                (self.control_dir / STARTED / task_id).unlink(missing_ok=True)
             self._report(entry, outcome)
             return
         reason = self._killed_reason(task_id)
@@ -281,7 +285,9 @@ class ParslEngine(Engine):
         for name in (CANCEL, KILLED, STARTED):
             (self.control_dir / name / task_id).unlink(missing_ok=True)
         if error is None:
-            self._report(entry, TaskOutcome.model_validate(future.result()))
+            reported = future.result()
+            reported.pop(STARTED_FILE_KEY, None)
+            self._report(entry, TaskOutcome.model_validate(reported))
         elif reason == "timeout" or entry.extra.get("forced") == "timeout":
             self._report_timeout(entry)
         elif reason == "cancelled" or entry.cancel_requested:

@@ -3,8 +3,13 @@
 HTEX cannot stop a task once a worker has it, so the engine and the worker talk through files in the
 engine's control directory (on a filesystem both see):
 
-* ``started/<task id>``: written by the worker as the call begins (host, pid, start time as JSON), which
-  gives the engine its *started* event and, on this host, a pid to kill as a last resort;
+* ``started/<task id>``: written by the worker once the call has run for :data:`WATCH_PERIOD` (host, pid
+  and the call's start time as JSON), which gives the engine its *started* event and, on this host, a
+  pid to kill as a last resort (at once when the task has a timeout, for that fallback). A shorter call
+  writes nothing: its outcome carries its start time, and two file operations per task (the worker's
+  write, the engine's unlink) were a fifth of the time a no-op task cost end to end. So a call without
+  a timeout that holds the GIL from its first 0.2 s (one long C call) cannot be killed on cancel: its
+  cancel is reported at once, and the worker is busy until the call returns;
 * ``cancel/<task id>``: written by the engine to cancel; a worker finding it before the call returns a
   cancelled outcome at once;
 * ``killed/<task id>``: written by the watchdog (``timeout`` or ``cancelled``) right before it SIGKILLs its
@@ -17,6 +22,7 @@ This module is imported in workers; it must stay importable without Parsl.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -32,7 +38,15 @@ from beamlink.agents.endpoint.runner import run_task
 from beamlink.protocol.agent import TaskOutcome
 from beamlink.protocol.compute import FunctionCode, TaskError
 
-__all__ = ["CANCEL", "KILLED", "STARTED", "WATCH_PERIOD", "process_start_time", "run_in_htex_worker"]
+__all__ = [
+    "CANCEL",
+    "KILLED",
+    "STARTED",
+    "STARTED_FILE_KEY",
+    "WATCH_PERIOD",
+    "process_start_time",
+    "run_in_htex_worker",
+]
 
 CANCEL = "cancel"
 KILLED = "killed"
@@ -92,39 +106,97 @@ def run_in_htex_worker(
         )
         return outcome.model_dump(mode="json")
 
-    pid = os.getpid()
     started = {
         "host": socket.gethostname(),
-        "pid": pid,
-        "create_time": process_start_time(pid),
+        "pid": os.getpid(),
+        "create_time": _own_start_time(),
         "at": time.time(),
     }
-    with contextlib.suppress(OSError):  # no started event then; the task still runs
-        _write(control / STARTED / task_id, json.dumps(started))
-
-    done = threading.Event()
-    guard = threading.Lock()
-    deadline = time.monotonic() + timeout if timeout is not None else None
-
-    def watch() -> None:
-        while not done.wait(WATCH_PERIOD):
-            if cancel_file.exists():
-                reason = "cancelled"
-            elif deadline is not None and time.monotonic() > deadline:
-                reason = "timeout"
-            else:
-                continue
-            with guard:
-                if done.is_set():
-                    return
-                try:
-                    _write(control / KILLED / task_id, reason)
-                finally:
-                    os.kill(pid, signal.SIGKILL)
-
-    threading.Thread(target=watch, name=f"beamlink-watchdog-{task_id}", daemon=True).start()
+    watched = _Watched(control, task_id, timeout, json.dumps(started))
+    if timeout is not None:
+        # At once: a call holding the GIL starves the watchdog, and the engine's fallback kill at the
+        # deadline needs this file's pid.
+        watched.write_started()
+    _watchdog().watch(watched)
     try:
-        return run_task(function, args, task_id, output_limit=output_limit, result_limit=result_limit)
+        reported = run_task(function, args, task_id, output_limit=output_limit, result_limit=result_limit)
     finally:
-        with guard:
-            done.set()
+        _watchdog().release(watched)
+    reported[STARTED_FILE_KEY] = watched.started_written
+    return reported
+
+
+STARTED_FILE_KEY = "beamlink_started_file"
+"""In the returned outcome: whether ``started/<task id>`` was written (the engine then deletes it)."""
+
+
+@functools.cache
+def _own_start_time() -> float | None:
+    return process_start_time(os.getpid())
+
+
+class _Watched:
+    """The call a worker is running, as its watchdog sees it."""
+
+    def __init__(self, control: Path, task_id: str, timeout: float | None, started: str) -> None:
+        self.control = control
+        self.task_id = task_id
+        self.started = started
+        self.since = time.monotonic()
+        self.deadline = self.since + timeout if timeout is not None else None
+        self.started_written = False
+
+    def write_started(self) -> None:
+        with contextlib.suppress(OSError):  # no started event then; the task still runs
+            _write(self.control / STARTED / self.task_id, self.started)
+            self.started_written = True
+
+
+class _Watchdog:
+    """One thread per worker process (a worker runs one call at a time), not one per task: it writes
+    the started file of a call that runs long enough, and SIGKILLs this process on cancel or timeout."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: _Watched | None = None
+        threading.Thread(target=self._run, name="beamlink-watchdog", daemon=True).start()
+
+    def watch(self, watched: _Watched) -> None:
+        # No wake-up: the watchdog looks every WATCH_PERIOD anyway, and waking it for every call
+        # would cost a thread switch per task.
+        with self._lock:
+            self._current = watched
+
+    def release(self, watched: _Watched) -> None:
+        # Under the lock: once this returns, the watchdog neither kills us nor writes for this call.
+        with self._lock:
+            if self._current is watched:
+                self._current = None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCH_PERIOD)
+            with self._lock:
+                watched = self._current
+                if watched is not None and time.monotonic() - watched.since >= WATCH_PERIOD:
+                    self._check(watched)
+
+    def _check(self, watched: _Watched) -> None:
+        """With the lock held: the call is still running."""
+        if not watched.started_written:
+            watched.write_started()
+        if (watched.control / CANCEL / watched.task_id).exists():
+            reason = "cancelled"
+        elif watched.deadline is not None and time.monotonic() > watched.deadline:
+            reason = "timeout"
+        else:
+            return
+        try:
+            _write(watched.control / KILLED / watched.task_id, reason)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@functools.cache
+def _watchdog() -> _Watchdog:
+    return _Watchdog()
