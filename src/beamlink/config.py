@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,12 @@ class Settings(BaseSettings):
     client_token_ttl_seconds: int = Field(
         default=24 * 3600, gt=0, description="Lifetime of tokens issued by the client-credentials grant."
     )
+    transfer_token_ttl_seconds: int = Field(
+        default=6 * 3600,
+        gt=0,
+        description="Lifetime of the data tokens a transfer pulls from its source with; the destination "
+        "agent asks for a fresh one before each expires, for as long as the transfer runs.",
+    )
     compute_payload_limit: int = Field(
         default=10_000_000, gt=0, description="Largest serialized arguments of one task, in bytes."
     )
@@ -100,6 +107,11 @@ class Settings(BaseSettings):
         "(smtps:// for TLS). Without it only webhooks are sent.",
     )
     smtp_from: str = Field(default="beamlink@localhost", description="Sender address of notify emails.")
+    data_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) the service trusts when it streams a file from a collection's "
+        "https data server (the download route and the portal); default: the system's CAs.",
+    )
     search_max_entry_bytes: int = Field(
         default=1_048_576,
         ge=1024,
@@ -121,6 +133,25 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("data_ca_file")
+    @classmethod
+    def _ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser()
+        if not path.is_file():
+            raise ValueError(
+                f"{path} is not a file: name the PEM file of the CA that signed the data servers"
+            )
+        try:
+            ssl.create_default_context(cafile=path)  # fail at startup, not at the first download
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"{path} holds no usable CA certificate ({exc}): name a PEM file of CA certificates "
+                "(-----BEGIN CERTIFICATE-----)"
+            ) from None
+        return path
 
     @field_validator("database_url")
     @classmethod

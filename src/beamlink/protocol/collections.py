@@ -7,7 +7,8 @@ which a byte that is not UTF-8 is written ``\\xHH`` and a backslash ``\\\\``.
 agent → service: ``collection_hello`` first, then ``heartbeat``, ``op_result`` (the answer to an ``op``)
 and the transfer messages of :mod:`beamlink.protocol.transfers`. service → agent: ``collection_welcome``,
 ``op`` (ls, stat, mkdir, rename), each with a request id its answer repeats, ``transfer_job``,
-``transfer_cancel`` and ``transfer_done_ack``. Operations are idempotent or refused with a reason, so a
+``transfer_cancel``, ``transfer_done_ack`` and ``transfer_token`` (the answer to the agent's
+``transfer_token_request``). Operations are idempotent or refused with a reason, so a
 request lost with its connection is simply retried by the caller.
 """
 
@@ -26,6 +27,8 @@ from beamlink.protocol.transfers import (
     TransferEvents,
     TransferJob,
     TransferProgress,
+    TransferToken,
+    TransferTokenRequest,
 )
 
 __all__ = [
@@ -189,11 +192,17 @@ class OpRequest(_Strict):
 
 
 CollectionAgentMessage = Annotated[
-    CollectionHello | Heartbeat | OpResult | TransferProgress | TransferEvents | TransferDone,
+    CollectionHello
+    | Heartbeat
+    | OpResult
+    | TransferProgress
+    | TransferEvents
+    | TransferDone
+    | TransferTokenRequest,
     Field(discriminator="type"),
 ]
 CollectionServiceMessage = Annotated[
-    CollectionWelcome | OpRequest | TransferJob | CancelTransfer | TransferDoneAck,
+    CollectionWelcome | OpRequest | TransferJob | CancelTransfer | TransferDoneAck | TransferToken,
     Field(discriminator="type"),
 ]
 

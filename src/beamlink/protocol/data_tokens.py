@@ -49,6 +49,7 @@ __all__ = [
     "normalize_prefix",
     "open_token",
     "sign",
+    "token_expiry",
     "verify",
 ]
 
@@ -199,6 +200,20 @@ def open_token(key: bytes, token: str, *, collection_id: str, now: float | None 
             details={"token_collection": grant.collection_id, "collection": collection_id},
         )
     return grant
+
+
+def token_expiry(token: str) -> float:
+    """The unix time after which ``token`` is refused, read from its claim without the key.
+
+    For the holder of a token (the destination agent, which has no key) to know when to ask for a
+    fresh one. The signature is not checked, so this is never a reason to trust a token. InvalidInput
+    for text that is not a token.
+    """
+    body, _, _ = token.partition(".")
+    try:
+        return float(json.loads(_unb64(body))["e"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidInput("not a data token: its claim has no readable expiry") from None
 
 
 def _grant(body: str) -> DataGrant:

@@ -6,6 +6,11 @@ with short-lived tokens the service signs (or copies locally when both share a h
 its collection's agent. The agent reports progress (counts, at most a few times a second), events
 (retries, faults, skipped sources) and a final ``transfer_done`` that it keeps on disk until the service
 acknowledges it, so a service restart loses no outcome.
+
+Data tokens are short-lived and a transfer may outlive one: the destination agent sends
+``transfer_token_request`` when the token it holds nears its expiry, and the service answers
+``transfer_token`` with a fresh one of the same scope, or with an error when it will not sign one
+(:data:`TOKEN_ASK_LATER` means "not now, ask again"; any other code means "never for this transfer").
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "SYNC_LEVELS",
+    "TOKEN_ASK_LATER",
     "TRANSFER_STATES",
     "CancelTransfer",
     "DeleteCreate",
@@ -34,11 +40,15 @@ __all__ = [
     "TransferJobItem",
     "TransferOptions",
     "TransferProgress",
+    "TransferToken",
+    "TransferTokenRequest",
 ]
 
 TRANSFER_STATES = ("ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED")
 SYNC_LEVELS = ("exists", "size", "mtime", "checksum")
 SyncLevelName = Literal["exists", "size", "mtime", "checksum"]
+TOKEN_ASK_LATER = "TRANSFER_INACTIVE"
+"""The code of a refused ``transfer_token`` that may be granted later (a collection is away for now)."""
 
 
 class _Strict(BaseModel):
@@ -197,3 +207,28 @@ class TransferDone(_Strict):
     error: TransferError | None = None
     counts: TransferCounts
     at: datetime
+
+
+class TransferTokenRequest(_Strict):
+    """Agent → service: a fresh data token for a transfer this agent runs, whose token nears its expiry."""
+
+    type: Literal["transfer_token_request"] = "transfer_token_request"
+    transfer_id: str
+
+
+class TransferToken(_Strict):
+    """Service → agent, the answer to ``transfer_token_request``: a fresh token, or why there is none."""
+
+    type: Literal["transfer_token"] = "transfer_token"
+    transfer_id: str
+    token: str | None = Field(default=None, description="Same scope as the job's token, later expiry.")
+    expires_at: datetime | None = None
+    error: TransferError | None = None
+
+    @model_validator(mode="after")
+    def _token_or_error(self) -> TransferToken:
+        granted = self.token is not None and self.expires_at is not None and self.error is None
+        refused = self.token is None and self.expires_at is None and self.error is not None
+        if not (granted or refused):
+            raise ValueError("a transfer_token carries either token and expires_at, or error")
+        return self

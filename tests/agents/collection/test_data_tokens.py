@@ -18,6 +18,7 @@ from beamlink.protocol.data_tokens import (
     normalize_prefix,
     open_token,
     sign,
+    token_expiry,
     verify,
 )
 
@@ -152,3 +153,15 @@ def test_normalize_prefix() -> None:
     assert normalize_prefix("caf\\xe9") == "caf\\xe9"  # wire form passes through unchanged
     with pytest.raises(InvalidInput, match="NUL"):
         normalize_prefix("a\x00b")
+
+
+def test_the_holder_reads_the_expiry_without_the_key_but_that_proves_nothing() -> None:
+    assert token_expiry(token(ttl=60)) == NOW + 60
+    body, _, _ = token(ttl=60).partition(".")
+    forged = body + "." + "A" * 43
+    assert token_expiry(forged) == NOW + 60  # readable, and still refused where it counts
+    with pytest.raises(PermissionDenied, match="signature"):
+        check(forged)
+    for garbage in ("", "not a token", "e30.sig", base64.urlsafe_b64encode(b"[1]").decode()):
+        with pytest.raises(InvalidInput, match="not a data token"):
+            token_expiry(garbage)

@@ -34,7 +34,7 @@ from beamlink.protocol.collections import (
     OpResult,
     decode_collection_service_message,
 )
-from beamlink.protocol.transfers import CancelTransfer, TransferDoneAck, TransferJob
+from beamlink.protocol.transfers import CancelTransfer, TransferDoneAck, TransferJob, TransferToken
 
 __all__ = ["CollectionAgent", "run_operation"]
 
@@ -130,6 +130,7 @@ class CollectionAgent:
             host=config.listen_host,
             port=config.listen_port,
             checksum_algorithm=config.checksum_algorithm,
+            tls=config.tls.server_context(),
         )
         self.jobs = JobRunner(profile.dir / "transfers", self.root, config, self.gateway.send)
 
@@ -171,6 +172,8 @@ class CollectionAgent:
             self.jobs.cancel(message.transfer_id)
         elif isinstance(message, TransferDoneAck):
             self.jobs.acknowledged(message.transfer_id)
+        elif isinstance(message, TransferToken):
+            self.jobs.renewed(message)
 
     async def _operate(self, request: OpRequest) -> None:
         answer = await anyio.to_thread.run_sync(run_operation, self.root, request)

@@ -9,31 +9,44 @@
     concurrency: 8                   # files in flight
     checksum_algorithm: xxh3         # xxh3 | blake3 | sha256 | md5
     chunk_size: 64 MiB               # large files move, and resume, in chunks of this size
+    tls:                             # optional: encrypt the data plane
+      cert_file: /etc/beamlink/data.pem   # this data server's certificate chain (PEM): it serves https
+      key_file: /etc/beamlink/data.key    # its private key (PEM, not passphrase-protected)
+      ca_file: /etc/beamlink/site-ca.pem  # CAs trusted when pulling from https data servers
+                                          # (default: the system's)
 
 Errors name the file, key, line and fix (see :mod:`beamlink.agents.yaml_config`). ``root_path`` must be
-an absolute path (``~`` is expanded) to an existing directory, checked when the file is read.
+an absolute path (``~`` is expanded) to an existing directory, checked when the file is read. The TLS
+files are loaded when the file is read too, so a wrong path, a key that does not match its certificate
+or an unreadable CA bundle stops ``collection start`` with the key named, not the first transfer.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import pwd
 import re
 import socket
+import ssl
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from beamlink.agents.collection.checksums import ALGORITHMS, DEFAULT_ALGORITHM, AlgorithmName
+from beamlink.agents.collection.http11 import client_tls_context
 from beamlink.agents.yaml_config import Explainer, Section, load_model, parse_model, unknown_choice
+from beamlink.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "EXPLAINER",
     "CollectionConfig",
+    "TlsConfig",
     "default_config_text",
     "load_config",
     "parse_config",
@@ -58,6 +71,133 @@ def parse_size(value: int | str) -> int:
     if match is None or match.group(2).lower() not in _UNITS:
         raise ValueError(f"expected a size such as 67108864, '64 MiB' or '8M', got {value!r}")
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def _tls_problem(key: str, message: str) -> PydanticCustomError:
+    """An error about ``key`` of the tls section, reported at that key's line with ``message``."""
+    return PydanticCustomError("tls", "{message}", {"key": key, "message": message})
+
+
+def _no_passphrase() -> bytes:
+    # Without a callback OpenSSL would prompt for an encrypted key's passphrase on the terminal, which
+    # hangs a daemon; an empty answer makes the load fail instead, and the error says what to do.
+    return b""
+
+
+class TlsConfig(Section):
+    """The ``tls`` section: this data server's certificate (it then serves https) and the CAs trusted
+    when pulling from other agents' https data servers."""
+
+    cert_file: Path | None = Field(
+        default=None,
+        description="Certificate chain (PEM) of this data server; with key_file, it serves https.",
+    )
+    key_file: Path | None = Field(default=None, description="Private key (PEM) of cert_file.")
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) trusted when this agent pulls from https data servers "
+        "(default: the system's).",
+    )
+
+    @field_validator("cert_file", "key_file", "ca_file", mode="before")
+    @classmethod
+    def _readable_file(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"use an absolute path (e.g. /etc/beamlink/data.pem), not {value!r}")
+        if not path.exists():
+            raise ValueError(f"{value} does not exist; correct the path or create the file")
+        if not path.is_file():
+            raise ValueError(f"{value} is not a file; name a PEM file")
+        if not os.access(path, os.R_OK):
+            raise ValueError(
+                f"{value} is not readable by this user ({_user()}); give the agent's user read access"
+            )
+        return path
+
+    @model_validator(mode="after")
+    def _loads(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            given = "cert_file" if missing == "key_file" else "key_file"
+            raise _tls_problem(
+                missing,
+                f"tls.{given} is set but tls.{missing} is not: a data server needs both its certificate "
+                f"chain and its private key; add tls.{missing} (or remove tls.{given} to serve plain http)",
+            )
+        # Load them now so that a bad file stops `collection start` with the key named, rather than the
+        # data server failing to start (or a pull failing) later.
+        try:
+            self.server_context()
+            if self.ca_file is not None:
+                self.client_context()
+        except ConfigError as exc:
+            raise _tls_problem(str(exc.details["key"]), str(exc.details["problem"])) from None
+        return self
+
+    @property
+    def serves_https(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+    def server_context(self) -> ssl.SSLContext | None:
+        """The data server's TLS context (TLS 1.2 at least), or None when it serves plain http.
+
+        ConfigError (naming the key and the fix) when the files do not load."""
+        if self.cert_file is None or self.key_file is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file, password=_no_passphrase)
+        except (ssl.SSLError, OSError) as exc:
+            raise _file_problem("key_file", _chain_problem(self.cert_file, self.key_file, exc)) from None
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """The (shared) context pulls from https data servers use: certificate and host name verified
+        against ``ca_file``, or the system's CAs. ConfigError when ``ca_file`` does not load."""
+        try:
+            return client_tls_context(self.ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
+            raise _file_problem(
+                "ca_file",
+                f"{self.ca_file} holds no usable CA certificate ({reason or exc}); name a PEM file of CA "
+                "certificates (-----BEGIN CERTIFICATE-----)",
+            ) from None
+
+
+def _file_problem(key: str, problem: str) -> ConfigError:
+    return ConfigError(f"tls.{key}: {problem}", details={"key": key, "problem": problem})
+
+
+def _chain_problem(cert_file: Path, key_file: Path, exc: ssl.SSLError | OSError) -> str:
+    """Why a certificate and key did not load, with the fix."""
+    reason = (exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror) or str(exc)
+    try:
+        key_text = key_file.read_text(errors="replace")
+    except OSError:
+        key_text = ""
+    if "ENCRYPTED" in key_text:
+        return (
+            f"{key_file} is protected by a passphrase, which an agent cannot type; write an unencrypted "
+            f"copy readable only by the agent's user (openssl pkey -in {key_file} -out <new file>)"
+        )
+    if reason in ("KEY_VALUES_MISMATCH", "X509_CHECK_PRIVATE_KEY") or "mismatch" in reason.lower():
+        return f"{key_file} is not the private key of the certificate in {cert_file}; name the matching key"
+    return (
+        f"cannot load the certificate {cert_file} with the key {key_file} ({reason}); both must be PEM "
+        "files (-----BEGIN CERTIFICATE----- / -----BEGIN ... PRIVATE KEY-----) and belong together"
+    )
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no passwd entry (some containers)
+        return f"uid {os.geteuid()}"
 
 
 class CollectionConfig(Section):
@@ -90,6 +230,11 @@ class CollectionConfig(Section):
         default=True,
         description="Copy locally (copy_file_range) when the source collection is on this host; false "
         "pulls over HTTP anyway (hosts that share a name but not a filesystem, e.g. containers).",
+    )
+    tls: TlsConfig = Field(
+        default_factory=TlsConfig,
+        description="Encryption of the data plane: this data server's certificate and key (it then serves "
+        "https), and the CAs trusted when pulling from https data servers.",
     )
 
     @field_validator("root_path", mode="before")
@@ -124,6 +269,27 @@ class CollectionConfig(Section):
             )
         return value.rstrip("/")
 
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls(cls, value: Any) -> Any:
+        return {} if value is None else value  # a bare `tls:` (everything commented out) is no TLS
+
+    @model_validator(mode="after")
+    def _https_advertised(self) -> CollectionConfig:
+        if self.tls.serves_https and self.advertise_url and urlsplit(self.advertise_url).scheme != "https":
+            # Other agents would speak plain HTTP to a TLS port, and the tokens would be sent before
+            # the handshake failed: refuse rather than advertise a URL that cannot work.
+            raise PydanticCustomError(
+                "tls",
+                "{message}",
+                {
+                    "key": "advertise_url",
+                    "message": f"{self.advertise_url} is http:// but tls.cert_file makes the data server "
+                    "serve https; write https:// in advertise_url (or remove the tls section)",
+                },
+            )
+        return self
+
     @field_validator("checksum_algorithm", mode="before")
     @classmethod
     def _algorithm(cls, value: Any) -> Any:
@@ -148,8 +314,9 @@ class CollectionConfig(Section):
     def advertised(self, bound_port: int) -> str:
         """The URL to publish once the data server is bound to ``bound_port``.
 
-        ``advertise_url`` when set; otherwise ``http://<host>:<port>`` with the listen host, or this
-        machine's fully qualified name when it listens on every interface (0.0.0.0 or ::).
+        ``advertise_url`` when set; otherwise ``http(s)://<host>:<port>`` (https when ``tls`` has a
+        certificate) with the listen host, or this machine's fully qualified name when it listens on
+        every interface (0.0.0.0 or ::): the name its certificate should carry.
         """
         if self.advertise_url:
             return self.advertise_url
@@ -157,7 +324,8 @@ class CollectionConfig(Section):
         if host in ("0.0.0.0", "::"):
             host = socket.getfqdn()
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{bound_port}"
+        scheme = "https" if self.tls.serves_https else "http"
+        return f"{scheme}://{shown}:{bound_port}"
 
 
 def _split_host_port(value: str) -> tuple[str, int]:
@@ -217,6 +385,11 @@ checksum_algorithm: xxh3      # xxh3 | blake3 | sha256 | md5
 chunk_size: 64 MiB            # large files move, and resume after a restart, in chunks of this size
 # same_host_copy: true        # copy locally when the source is on this host (false: always pull over HTTP)
 # heartbeat_period: 30
+# tls:                        # encrypt the data plane (absolute paths to PEM files)
+#   cert_file: /etc/beamlink/data.pem   # this data server's certificate chain: it then serves https
+#   key_file: /etc/beamlink/data.key    # its private key (unencrypted, readable by the agent only)
+#   ca_file: /etc/beamlink/site-ca.pem  # CAs trusted when pulling from https data servers (default:
+#                                       # the system's)
 """
 
 

@@ -10,23 +10,38 @@ https. Blocking sockets in threads also let the kernel copies, the hashing (xxha
 the GIL) and the file writes of several chunks overlap.
 
 Every transport problem (refused, reset, timed out, a body cut short, a garbled response) is a
-:class:`DataServerUnreachable`: transient, worth a retry.
+:class:`DataServerUnreachable`: transient, worth a retry. TLS that cannot work as configured (a
+certificate this agent does not trust or that names another host, http spoken to an https server or the
+reverse) is its subclass :class:`DataServerTlsError`, which is not: retrying cannot fix a configuration.
+
+https: the socket is wrapped in an :class:`ssl.SSLContext` (from :func:`client_tls_context`: the
+server's certificate and host name verified, TLS 1.2 at least). ``SSLSocket.recv_into`` fills the
+caller's buffer just as a plain socket's does (the record is decrypted straight into it), so the hot
+path is unchanged apart from the cipher's cost.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import socket
 import ssl
 import threading
 from collections import deque
 from collections.abc import Iterator
-from typing import cast
+from typing import ClassVar, cast
 from urllib.parse import urlsplit
 
 from beamlink.errors import InvalidInput, ServiceUnavailable
 
-__all__ = ["ConnectionPool", "DataServerUnreachable", "HttpResponse"]
+__all__ = [
+    "ConnectionPool",
+    "DataServerTlsError",
+    "DataServerUnreachable",
+    "HttpResponse",
+    "client_tls_context",
+]
 
 _READ_BUFFER = 256 << 10
 _MAX_LINE = 64 << 10
@@ -38,6 +53,37 @@ class DataServerUnreachable(ServiceUnavailable):
 
     code = "DATA_SERVER_UNREACHABLE"
     status = 503
+    #: Whether trying again may help (see :func:`beamlink.agents.collection.sources.is_transient`).
+    transient: ClassVar[bool] = True
+
+
+class DataServerTlsError(DataServerUnreachable):
+    """TLS with the data server cannot work as configured: a certificate this agent does not trust (or
+    issued for another host, or expired), or one side speaking TLS and the other not. Not transient."""
+
+    code = "DATA_SERVER_TLS_ERROR"
+    status = 503
+    transient: ClassVar[bool] = False
+
+
+# OpenSSL's reasons when the peer is not speaking TLS at all (a plain-http server answering a handshake).
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "UNKNOWN_PROTOCOL"})
+# X509 verify codes that are about the name or the dates rather than about who signed the certificate.
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+_EXPIRED = frozenset({9, 10})  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
+
+
+@functools.lru_cache(maxsize=8)
+def client_tls_context(ca_file: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
+    """A context for pulling from https data servers: certificate chain and host name verified against
+    ``ca_file``'s CAs (only those) or, without one, the system's; TLS 1.2 at least.
+
+    Cached per ``ca_file`` (loading the system's CAs takes milliseconds, and every transfer asks): the
+    context is shared, so do not change it. A changed CA file is read again when the agent restarts.
+    """
+    context = ssl.create_default_context(cafile=os.fspath(ca_file) if ca_file is not None else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class _Connection:
@@ -194,7 +240,16 @@ class _BodyIO(io.RawIOBase):
 class ConnectionPool:
     """Keep-alive connections to one data server, shared by threads (each request owns one connection)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0, max_idle: int = 64) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        max_idle: int = 64,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """``tls`` is the context for an https ``base_url`` (default: :func:`client_tls_context`, the
+        system's CAs); a plain http URL ignores it."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput(f"a data server URL is http(s)://host:port, not {base_url!r}")
@@ -203,7 +258,7 @@ class ConnectionPool:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._tls = (tls or client_tls_context()) if parts.scheme == "https" else None
         self._host_header = parts.netloc.rsplit("@", 1)[-1]
         self._idle: deque[_Connection] = deque()
         self._max_idle = max_idle
@@ -219,6 +274,8 @@ class ConnectionPool:
         while True:
             try:
                 conn = self._acquire()
+            except ssl.SSLError as exc:
+                raise self._tls_problem(exc) from exc
             except OSError as exc:
                 raise DataServerUnreachable(
                     f"cannot reach the data server at {self.base_url}: {exc}", details={"url": self.base_url}
@@ -232,6 +289,13 @@ class ConnectionPool:
                 conn.close()
                 if conn.reused and _before_response(exc):
                     continue
+                if not conn.reused and _before_response(exc) and self._tls is None and self._speaks_tls():
+                    raise DataServerTlsError(
+                        f"the data server at {self.base_url} serves https, not plain http: use "
+                        f"https://{self._host_header} (its agent advertises the right URL when it connects: "
+                        "restart the source's agent if its address is stale)",
+                        details={"url": self.base_url},
+                    ) from exc
                 if isinstance(exc, DataServerUnreachable):
                     raise
                 raise DataServerUnreachable(
@@ -268,6 +332,56 @@ class ConnectionPool:
             sock.close()
             raise
         return _Connection(sock)
+
+    def _speaks_tls(self) -> bool:
+        """Whether the server completes a TLS handshake: asked only after it hung up on a fresh plain-http
+        request, which is what a TLS server does with one. Nothing is sent after the handshake, so not
+        verifying the certificate here reveals nothing."""
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        probe.check_hostname = False
+        probe.verify_mode = ssl.CERT_NONE
+        try:
+            with (
+                socket.create_connection((self.host, self.port), timeout=min(self.timeout, 5.0)) as sock,
+                probe.wrap_socket(sock, server_hostname=self.host),
+            ):
+                return True
+        except OSError:  # ssl.SSLError included: not TLS either
+            return False
+
+    def _tls_problem(self, exc: ssl.SSLError) -> DataServerUnreachable:
+        """A failed handshake as an error that names the URL and the fix; transient only when it does not
+        look like configuration (an EOF or reset mid-handshake: the server restarting, say)."""
+        details = {"url": self.base_url}
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = (exc.verify_message or exc.reason or str(exc)).rstrip(".")
+            if exc.verify_code in _NAME_MISMATCH:
+                fix = (
+                    f"its certificate is not issued for {self.host!r}: give the source's data server a "
+                    "certificate whose subjectAltName includes that name, or set its advertise_url to a name "
+                    "the certificate carries"
+                )
+            elif exc.verify_code in _EXPIRED:
+                fix = "its certificate is outside its validity dates: renew the source's tls.cert_file"
+            else:
+                fix = (
+                    "this agent does not trust the CA that signed its certificate: add that CA's certificate "
+                    "(PEM) to tls.ca_file in this collection's config.yaml and restart the agent"
+                )
+            return DataServerTlsError(
+                f"TLS certificate of the data server at {self.base_url} rejected ({why}); {fix}",
+                details={**details, "verify_code": exc.verify_code},
+            )
+        if exc.reason in _NOT_TLS:
+            return DataServerTlsError(
+                f"the data server at {self.base_url} does not speak TLS (https): it serves plain http; give "
+                "it a tls.cert_file and tls.key_file, or advertise it with http://",
+                details=details,
+            )
+        return DataServerUnreachable(
+            f"TLS handshake with the data server at {self.base_url} failed: {exc.reason or exc}",
+            details=details,
+        )
 
     def _head(self, method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
         lines = [f"{method} {self.prefix}{target} HTTP/1.1", f"Host: {self._host_header}"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +88,9 @@ class RetryPolicy:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` may go away if tried again: connection trouble and 5xx answers, never a 4xx."""
-    return isinstance(exc, BeamlinkError) and exc.status >= 500
+    """Whether ``exc`` may go away if tried again: connection trouble and 5xx answers, never a 4xx, nor
+    a TLS failure that is a matter of configuration (an error class with ``transient = False``)."""
+    return isinstance(exc, BeamlinkError) and exc.status >= 500 and bool(getattr(exc, "transient", True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +130,13 @@ class SourceClient:
         *,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the context for an https ``base_url`` (default: the system's CAs)."""
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self._token = token
-        self._pool = ConnectionPool(base_url, timeout=timeout)
+        self._pool = ConnectionPool(base_url, timeout=timeout, tls=tls)
 
     def __repr__(self) -> str:
         return f"SourceClient({self.base_url!r})"

@@ -25,11 +25,13 @@ from beamlink.protocol.collections import (
     decode_collection_agent_message,
 )
 from beamlink.protocol.transfers import (
+    TOKEN_ASK_LATER,
     CancelTransfer,
     TransferDone,
     TransferDoneAck,
     TransferEvents,
     TransferProgress,
+    TransferTokenRequest,
 )
 from beamlink.service import agent_rows
 from beamlink.service.state import ServiceState
@@ -85,7 +87,10 @@ class CollectionSession:
             return
         async with self._jobs_lock:  # two wake-ups at once must not send a task twice
             held = set(self._held)
-            jobs = await self._db(lambda s: transfers.jobs_to_send(s, self.collection_id, held))
+            ttl = self.state.settings.transfer_token_ttl_seconds
+            jobs = await self._db(
+                lambda s: transfers.jobs_to_send(s, self.collection_id, held, token_ttl=ttl)
+            )
             for job in jobs:
                 if not await self._send_text(encode(job)):
                     return
@@ -143,7 +148,28 @@ class CollectionSession:
             self.state.collections.changed([message.transfer_id])
             # After the commit: the agent forgets its copy of the outcome only then.
             await self._send_text(encode(TransferDoneAck(transfer_id=message.transfer_id)))
+        elif isinstance(message, TransferTokenRequest):
+            await self._renew_token(message.transfer_id)
         return True
+
+    async def _renew_token(self, transfer_id: str) -> None:
+        ttl = self.state.settings.transfer_token_ttl_seconds
+        answer = await self._db(
+            lambda s: transfers.renew_token(s, self.collection_id, transfer_id, token_ttl=ttl)
+        )
+        if answer.error is None:
+            log.info("collection %s: renewed the data token of transfer %s", self.collection_id, transfer_id)
+        else:
+            # "Ask later" repeats every few seconds while a collection is away.
+            level = logging.DEBUG if answer.error.code == TOKEN_ASK_LATER else logging.INFO
+            log.log(
+                level,
+                "collection %s: no data token for transfer %s: %s",
+                self.collection_id,
+                transfer_id,
+                answer.error.message,
+            )
+        await self._send_text(encode(answer))
 
     async def _on_hello(self, hello: CollectionHello) -> None:
         self.hello = hello

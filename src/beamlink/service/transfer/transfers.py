@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from beamlink.errors import DestinationInsideSource, InvalidInput, NotFound, TransferOntoItself
 from beamlink.protocol import data_tokens
 from beamlink.protocol.transfers import (
+    TOKEN_ASK_LATER,
     DeleteCreate,
     SourceAccess,
     TransferCounts,
@@ -30,6 +31,7 @@ from beamlink.protocol.transfers import (
     TransferJob,
     TransferJobItem,
     TransferOptions,
+    TransferToken,
 )
 from beamlink.service.auth.principal import Principal
 from beamlink.service.db.base import utcnow
@@ -49,6 +51,7 @@ __all__ = [
     "mark_held",
     "record_progress",
     "refresh_states",
+    "renew_token",
     "submit_delete",
     "submit_transfer",
     "transfer_info",
@@ -57,7 +60,6 @@ __all__ = [
 
 DONE_STATES = ("SUCCEEDED", "FAILED")
 LIVE_STATES = ("ACTIVE", "INACTIVE")
-TOKEN_TTL_SECONDS = 6 * 3600
 _SOURCE_OPERATIONS = ("read", "list", "checksum")
 
 
@@ -295,17 +297,35 @@ def refresh_states(
     return active
 
 
-def jobs_to_send(session: Session, collection_id: str, held: set[str]) -> list[TransferJob]:
+def jobs_to_send(
+    session: Session, collection_id: str, held: set[str], *, token_ttl: float
+) -> list[TransferJob]:
     """ACTIVE tasks this collection's agent should run and does not hold (new, or lost in a restart)."""
     jobs = []
     query = select(Transfer).where(Transfer.destination_id == collection_id, Transfer.state == "ACTIVE")
     for transfer in session.scalars(query):
         if transfer.id not in held:
-            jobs.append(job_for(session, transfer))
+            jobs.append(job_for(session, transfer, token_ttl=token_ttl))
     return jobs
 
 
-def job_for(session: Session, transfer: Transfer) -> TransferJob:
+def _source_token(session: Session, transfer: Transfer, ttl_seconds: float) -> str:
+    """The data token a transfer's destination pulls with, for the job and for every renewal alike."""
+    source = session.get(Collection, transfer.source_id)
+    assert source is not None
+    paths = [i["source_path"] for i in transfer.items]
+    # One token for the items' deepest common directory: short-lived, and no wider than the task needs.
+    prefix = posixpath.commonpath(["/" + p for p in paths]).lstrip("/") if len(paths) > 1 else paths[0]
+    return data_tokens.sign(
+        bytes.fromhex(source.data_key),
+        collection_id=source.id,
+        path=prefix,
+        operations=_SOURCE_OPERATIONS,
+        ttl_seconds=ttl_seconds,
+    )
+
+
+def job_for(session: Session, transfer: Transfer, *, token_ttl: float) -> TransferJob:
     if transfer.kind == "delete":
         return TransferJob(
             transfer_id=transfer.id,
@@ -320,16 +340,6 @@ def job_for(session: Session, transfer: Transfer) -> TransferJob:
         )
     source = session.get(Collection, transfer.source_id)
     assert source is not None
-    paths = [i["source_path"] for i in transfer.items]
-    # One token for the items' deepest common directory: short-lived, and no wider than the task needs.
-    prefix = posixpath.commonpath(["/" + p for p in paths]).lstrip("/") if len(paths) > 1 else paths[0]
-    token = data_tokens.sign(
-        bytes.fromhex(source.data_key),
-        collection_id=source.id,
-        path=prefix,
-        operations=_SOURCE_OPERATIONS,
-        ttl_seconds=TOKEN_TTL_SECONDS,
-    )
     return TransferJob(
         transfer_id=transfer.id,
         kind="transfer",
@@ -345,10 +355,47 @@ def job_for(session: Session, transfer: Transfer) -> TransferJob:
             data_url=source.data_url,
             host=source.host,
             root_path=source.root_path,
-            token=token,
+            token=_source_token(session, transfer, token_ttl),
         ),
         deadline=transfer.deadline,
     )
+
+
+def renew_token(session: Session, collection_id: str, transfer_id: str, *, token_ttl: float) -> TransferToken:
+    """A fresh data token for a running transfer, asked for by the agent of its destination.
+
+    Only an ACTIVE transfer of that collection gets one; the refusal says why. An INACTIVE one is
+    refused with :data:`TOKEN_ASK_LATER`: it runs again once its collections are back.
+    """
+    transfer = session.get(Transfer, transfer_id)
+    if transfer is None or transfer.kind != "transfer" or transfer.destination_id != collection_id:
+        return _no_token(
+            transfer_id, "NOT_FOUND", f"collection {collection_id} runs no transfer {transfer_id}"
+        )
+    if transfer.state in DONE_STATES:
+        return _no_token(
+            transfer_id, "TRANSFER_ENDED", f"transfer {transfer_id} has ended ({transfer.state}): stop it"
+        )
+    if transfer.state != "ACTIVE":
+        return _no_token(
+            transfer_id,
+            TOKEN_ASK_LATER,
+            f"transfer {transfer_id} waits for a collection to connect; ask again when it runs",
+        )
+    token = _source_token(session, transfer, token_ttl)
+    expires_at = datetime.fromtimestamp(data_tokens.token_expiry(token), UTC)
+    _event(
+        session,
+        transfer,
+        "TOKEN_RENEWED",
+        f"new data token for the source, valid until {expires_at.isoformat(timespec='seconds')}",
+        details={"expires_at": expires_at.isoformat()},
+    )
+    return TransferToken(transfer_id=transfer_id, token=token, expires_at=expires_at)
+
+
+def _no_token(transfer_id: str, code: str, message: str) -> TransferToken:
+    return TransferToken(transfer_id=transfer_id, error=TransferError(code=code, message=message))
 
 
 def destinations_of(session: Session, transfer_ids: Sequence[str]) -> list[str]:
