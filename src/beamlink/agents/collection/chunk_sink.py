@@ -57,8 +57,9 @@ class ChunkSink:
             self._hasher.update(view)
         if not (self._keep_holes and count <= len(_ZEROS) and buffer.startswith(_ZERO_VIEW[:count])):
             written = 0
-            while written < count:
-                written += os.pwrite(self._fd, view[written:], self.position + written)
+            with self.partial.write_lock:  # see PartialWrite.write_lock
+                while written < count:
+                    written += os.pwrite(self._fd, view[written:], self.position + written)
         self.position += count
         self._on_bytes(count)
 

@@ -137,6 +137,10 @@ class PartialWrite:
         }
         self._done: dict[int, str | None] = {}
         self._lock = threading.Lock()
+        #: Held around each write into the partial file. The kernel takes the file's lock for every
+        #: buffered write anyway; threads that reach it together spun on it (8 chunk fetchers of one
+        #: file on 2 vCPUs: 9 s of system time for 2 GiB, 0.3 GB/s), while waiting here they sleep.
+        self.write_lock = threading.Lock()
         self._journal: int | None = None
         self._fd: int | None = None
         if self.dest.is_dir():
@@ -381,8 +385,9 @@ class ChunkWriter:
             )
         self._hasher.update(view)
         done = 0
-        while done < len(view):
-            done += os.pwrite(self._owner.fileno(), view[done:], self.offset + self.written + done)
+        with self._owner.write_lock:
+            while done < len(view):
+                done += os.pwrite(self._owner.fileno(), view[done:], self.offset + self.written + done)
         self.written += len(view)
 
     def finish(self, digest: str | None = None) -> str:
