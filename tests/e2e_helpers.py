@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -133,3 +134,43 @@ class DemoSite:
     @property
     def portal(self) -> Path:
         return self.home / "data" / "portal"
+
+
+# -- transfer fixtures' data ----------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (relative path) with its sha256."""
+    return {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def big_file(path: Path, size: int) -> str:
+    """``size`` bytes (whole MiB) of data that differs in every MiB, cheaply; returns its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(1 << 20)
+    with path.open("wb") as f:
+        for i in range(size >> 20):
+            f.write(block[i:] + block[:i])
+    return sha256(path)
+
+
+def scan_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """(source, empty destination): a scan of 40 small frames (batches), an empty file, a non-ASCII name
+    and a 5 MiB file (ranges, several 1 MiB chunks)."""
+    source, destination = tmp_path / "instrument", tmp_path / "facility"
+    (source / "scan 001" / "frames").mkdir(parents=True)
+    for i in range(40):
+        (source / "scan 001" / "frames" / f"frame_{i:04d}.dat").write_bytes(os.urandom(4096 + i))
+    (source / "scan 001" / "empty.dat").write_bytes(b"")
+    (source / "scan 001" / "métadonnées.json").write_text('{"energy": 8.0}')
+    (source / "scan 001" / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 17))
+    destination.mkdir()
+    return source, destination

@@ -4,7 +4,6 @@ once, after the service restarts."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
@@ -17,29 +16,12 @@ import pytest
 from beamlink.protocol.transfers import TransferCreate, TransferItem
 from beamlink.sdk import Client
 from beamlink.service.launcher import ServiceProcess
-from e2e_helpers import Person
+from e2e_helpers import Person, big_file, sha256
 
 pytestmark = pytest.mark.slow
 
 SIZE = 192 * 1024 * 1024
 SLOW_PULL = "same_host_copy: false\nchunk_size: 1 MiB\nconcurrency: 1\n"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def big_file(path: Path, size: int = SIZE) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    block = os.urandom(1 << 20)
-    with path.open("wb") as f:
-        for i in range(size >> 20):
-            f.write(block[i:] + block[:i])  # every MiB different, cheaply
-    return sha256(path)
 
 
 def pid_of(person: Person, name: str) -> int:

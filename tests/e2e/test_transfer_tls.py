@@ -7,7 +7,6 @@ The module has a service of its own (the session's has no CA to trust), started 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,35 +15,12 @@ import httpx
 import pytest
 
 from beamlink.service.launcher import ServiceProcess
-from e2e_helpers import Person
+from e2e_helpers import Person, scan_tree, tree_digest
 from tls_helpers import TestCA, make_ca
 
 pytestmark = pytest.mark.slow
 
 HTTP_ONLY = "same_host_copy: false\nchunk_size: 1 MiB\n"  # as in test_transfers: the bytes cross the socket
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-@pytest.fixture
-def roots(tmp_path: Path) -> tuple[Path, Path]:
-    """test_transfers' tree: 40 small frames (batches), an empty file, a non-ASCII name, and a 5 MiB file
-    (ranges, several chunks)."""
-    source, destination = tmp_path / "instrument", tmp_path / "facility"
-    (source / "scan 001" / "frames").mkdir(parents=True)
-    for i in range(40):
-        (source / "scan 001" / "frames" / f"frame_{i:04d}.dat").write_bytes(os.urandom(4096 + i))
-    (source / "scan 001" / "empty.dat").write_bytes(b"")
-    (source / "scan 001" / "métadonnées.json").write_text('{"energy": 8.0}')
-    (source / "scan 001" / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 17))
-    destination.mkdir()
-    return source, destination
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +43,11 @@ def source_tls(ca: TestCA) -> str:
     """The source's config lines: https with a certificate for 127.0.0.1, where its data server listens."""
     issued = ca.issue("instrument")
     return f"tls:\n  cert_file: {issued.cert}\n  key_file: {issued.key}\n"
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> tuple[Path, Path]:
+    return scan_tree(tmp_path)
 
 
 def _start(person: Person, roots: tuple[Path, Path], source_extra: str, destination_extra: str) -> str:

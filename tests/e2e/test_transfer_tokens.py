@@ -3,8 +3,6 @@ lifetimes succeeds, because the destination agent asks the service for fresh tok
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 from beamlink.protocol.transfers import TransferCreate, TransferItem
 from beamlink.sdk import Client
 from beamlink.service.launcher import ServiceProcess
-from e2e_helpers import Person
+from e2e_helpers import Person, big_file, sha256
 
 pytestmark = pytest.mark.slow
 
@@ -22,22 +20,6 @@ TTL = 2
 SIZE = 512 * 1024 * 1024
 # Small chunks, one at a time: many requests, each checked against the token, over several lifetimes.
 SLOW_PULL = "same_host_copy: false\nchunk_size: 64 KiB\nconcurrency: 1\n"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def big_file(path: Path, size: int) -> str:
-    block = os.urandom(1 << 20)
-    with path.open("wb") as f:
-        for i in range(size >> 20):
-            f.write(block[i:] + block[:i])  # every MiB different, cheaply
-    return sha256(path)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ agents), submitted and followed through the CLI and SDK, with the bad inputs of 
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,32 +18,16 @@ from beamlink.errors import (
     TransferOntoItself,
 )
 from beamlink.protocol.transfers import TransferCreate, TransferItem, TransferOptions
-from e2e_helpers import Person
+from e2e_helpers import Person, scan_tree, tree_digest
 
 pytestmark = pytest.mark.slow
 
 HTTP_ONLY = "same_host_copy: false\nchunk_size: 1 MiB\n"
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture
 def roots(tmp_path: Path) -> tuple[Path, Path]:
-    source, destination = tmp_path / "instrument", tmp_path / "facility"
-    (source / "scan 001" / "frames").mkdir(parents=True)
-    for i in range(40):
-        (source / "scan 001" / "frames" / f"frame_{i:04d}.dat").write_bytes(os.urandom(4096 + i))
-    (source / "scan 001" / "empty.dat").write_bytes(b"")
-    (source / "scan 001" / "métadonnées.json").write_text('{"energy": 8.0}')
-    (source / "scan 001" / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 17))  # several 1 MiB chunks
-    destination.mkdir()
-    return source, destination
+    return scan_tree(tmp_path)
 
 
 def _two_collections(

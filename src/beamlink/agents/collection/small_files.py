@@ -190,18 +190,10 @@ def write_small(
                 f"another transfer is writing {quoted(name)} right now", details={"name": to_wire(name)}
             ) from None
         locked = True
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(fd, view[done:], done)
         if not fresh:
-            os.ftruncate(fd, len(data))  # what the earlier attempt left beyond the end
+            os.ftruncate(fd, 0)  # what the earlier attempt left
             _unlink(journal, directory)  # and its journal, if it was a bigger file then
-        if expected is not None:
-            _check(fd, len(data), name, *expected)
-        if mtime is not None:
-            ns = round(mtime * 1e9)
-            os.utime(fd, ns=(ns, ns))
+        _fill(fd, name, data, mtime, expected)
         try:
             os.replace(partial, name, src_dir_fd=directory, dst_dir_fd=directory)
         except IsADirectoryError:
@@ -234,15 +226,7 @@ def _publish_new(
         _tmpfile_works = False
         return False
     try:
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(fd, view[done:], done)
-        if expected is not None:
-            _check(fd, len(data), name, *expected)
-        if mtime is not None:
-            ns = round(mtime * 1e9)
-            os.utime(fd, ns=(ns, ns))
+        _fill(fd, name, data, mtime, expected)
         try:
             # Through /proc: linking the descriptor itself (AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH.
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=directory, follow_symlinks=True)
@@ -256,6 +240,19 @@ def _publish_new(
     finally:
         os.close(fd)
     return True
+
+
+def _fill(fd: int, name: str, data: bytes, mtime: float | None, expected: tuple[str, str] | None) -> None:
+    """Write ``data`` into empty file ``fd``, check it against ``expected``, set ``mtime``."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], done)
+    if expected is not None:
+        _check(fd, len(data), name, *expected)
+    if mtime is not None:
+        ns = round(mtime * 1e9)
+        os.utime(fd, ns=(ns, ns))
 
 
 def _unlink(name: str, directory: int) -> None:
