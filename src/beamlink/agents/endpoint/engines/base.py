@@ -5,6 +5,9 @@ An engine is handed :class:`Job` objects and reports each exactly once through `
 exactly-once rule lives here: a job is *held* from ``submit`` until its first report, and any later report
 for it (a result arriving after a timeout, say) is dropped. ``shutdown`` returns the jobs still held and
 reports none of them: the agent hands those back to the service.
+
+``on_started`` tells of a call that began while it is still running, at most once; a call whose end is
+learned first (a short Parsl task) may report its start only in its outcome's ``started_at``.
 """
 
 from __future__ import annotations

@@ -272,8 +272,10 @@ class ParslEngine(Engine):
             reported = future.result()
             wrote_started = reported.pop(STARTED_FILE_KEY, True)
             outcome = TaskOutcome.model_validate(reported)
-            if entry.started_at is None:
-                self._mark_started(entry, outcome.started_at or datetime.now(UTC))
+            if entry.started_at is None and outcome.started_at is None:
+                # Otherwise the outcome carries the start: telling on_started as well cost the agent a
+                # second hop onto its loop for every task, for a start it drops once the result is there.
+                self._mark_started(entry, datetime.now(UTC))
             if wrote_started:  # only calls that ran for a watch period leave one
                 (self.control_dir / STARTED / task_id).unlink(missing_ok=True)
             self._report(entry, outcome)
