@@ -26,7 +26,8 @@ pages while keeping a journal line, so the header also records the kernel's boot
 under another boot is trusted only chunk by chunk, keeping the chunks whose bytes still hash to their
 recorded digest (a same-host copy without ``verify`` records no digest, so its chunks are copied again).
 Fsyncing every chunk made a large copy run at the disk's write-back speed instead of the page cache's
-(64-79 % of ``cp`` on the test VM, which does not fsync either). Files of one chunk keep no journal: a
+(64-79 % of ``cp`` on the test VM, which does not fsync either); a network pull flushes its chunks
+itself (:mod:`.chunk_sink`) to bound write-back, not for this. Files of one chunk keep no journal: a
 restart writes them again. ``durable=True`` fsyncs the file before, and the directory after, the rename.
 
 ``verified`` means: the chunk's bytes hashed to the digest the sender gave (:meth:`PartialWrite.write_chunk`)
