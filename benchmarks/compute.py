@@ -4,9 +4,10 @@ directly, in one run on this machine.
     .venv/bin/python benchmarks/compute.py [--round-trips N] [--tasks N] [--workers N]
 
 (a) Warm round trip of a no-op function, p50 and p95: through the service and an endpoint with the
-    thread engine and with the parsl engine (Executor.submit().result(), results pushed over SSE; and
-    Client.submit + get_result long-poll), against a Parsl python_app's .result(). Target: p50 <= 5 ms
-    with the thread engine (funcX published ~76 ms over a WAN).
+    thread engine and with the parsl engine (Executor.submit().result(): one WebSocket, the batch out
+    and the result pushed back; and Client.submit + get_result long-poll, two HTTP requests), against
+    a Parsl python_app's .result(). Target: p50 <= 5 ms with the thread engine (funcX published ~76 ms
+    over a WAN).
 (b) Throughput of --tasks no-op tasks through Executor with the parsl engine, against the same number of
     Parsl apps. Target: >= 70 % of Parsl-direct.
 
@@ -154,7 +155,7 @@ def main() -> None:
     print(f"\n(a) warm round trip of a no-op, {args.round_trips} calls (ms)")
     print(f"  {'path':<46}{'p50':>8}{'p95':>8}{'x Parsl':>9}")
     rows = [
-        ("beamlink Executor, thread engine (SSE push)", results["executor-thread"]),
+        ("beamlink Executor, thread engine", results["executor-thread"]),
         ("beamlink Client.submit+get_result, thread", results["client-thread"]),
         ("beamlink Executor, parsl engine", results["executor-parsl"]),
         ("beamlink Client.submit+get_result, parsl", results["client-parsl"]),

@@ -91,6 +91,16 @@ class BaseClient:
             self._token = str(issued["access_token"])
         return self._token
 
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization`` for the current token (empty when anonymous)."""
+        token = self.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def websocket_url(self, path: str) -> str:
+        """The ``ws://`` (``wss://`` behind https) address of ``path`` on the service."""
+        scheme, rest = self.url.split("://", 1)
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
+
     def _post_token(self, body: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = self.request("POST", "/v1/auth/token", json=body, auth=False)
         return data
@@ -105,11 +115,7 @@ class BaseClient:
         auth: bool = True,
     ) -> Any:
         """Send one request; the decoded JSON body on success, a BeamlinkError subclass otherwise."""
-        headers = {}
-        if auth:
-            token = self.token
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
+        headers = self.auth_headers() if auth else {}
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = self._http.request(method, path, json=json, params=clean, headers=headers)
@@ -140,9 +146,7 @@ class BaseClient:
         timeout: httpx.Timeout | None = None,
     ) -> Iterator[httpx.Response]:
         """A streamed response (bytes or server-sent events) on its own connection; errors raised as ours."""
-        sent = dict(headers or {})
-        if self.token:
-            sent["Authorization"] = f"Bearer {self.token}"
+        sent = {**(headers or {}), **self.auth_headers()}
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             with (

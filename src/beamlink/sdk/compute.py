@@ -29,7 +29,7 @@ from beamlink.protocol.compute import (
 from beamlink.sdk._base import BaseClient
 from beamlink.sdk._base import quote_segment as q
 
-__all__ = ["Call", "ComputeMixin", "decode_result"]
+__all__ = ["Call", "ComputeMixin", "batch_body", "decode_result"]
 
 # One call in a batch: (function id, args, kwargs).
 Call = tuple[str, Sequence[Any], dict[str, Any]]
@@ -48,6 +48,26 @@ def decode_result(result: TaskResult) -> Any:
         f"task {result.id} is still {result.state}: wait for it (get_result(..., timeout=SECONDS))",
         details={"task_id": result.id, "state": result.state},
     )
+
+
+def batch_body(
+    endpoint: str,
+    packed: Sequence[tuple[str, str]],
+    *,
+    task_group_id: str | None,
+    timeout: float | None,
+    max_retries: int,
+) -> dict[str, Any]:
+    """The wire form of a TaskBatch: (function id, packed arguments) pairs to one endpoint."""
+    return {
+        "endpoint": endpoint,
+        "tasks": [
+            {"function_id": fid, "args": args, "timeout": timeout, "max_retries": max_retries}
+            for fid, args in packed
+        ],
+        "task_group_id": task_group_id,
+        "environment": serialize.environment().model_dump(),
+    }
 
 
 class ComputeMixin(BaseClient):
@@ -152,16 +172,9 @@ class ComputeMixin(BaseClient):
         max_retries: int = 2,
     ) -> TaskBatchCreated:
         """Submit (function id, packed arguments) pairs; the one request behind every submission."""
-        tasks = [
-            {"function_id": fid, "args": args, "timeout": timeout, "max_retries": max_retries}
-            for fid, args in packed
-        ]
-        body = {
-            "endpoint": endpoint,
-            "tasks": tasks,
-            "task_group_id": task_group_id,
-            "environment": serialize.environment().model_dump(),
-        }
+        body = batch_body(
+            endpoint, packed, task_group_id=task_group_id, timeout=timeout, max_retries=max_retries
+        )
         return TaskBatchCreated.model_validate(self.request("POST", "/v1/tasks", json=body))
 
     def get_task(self, task_id: str) -> TaskInfo:

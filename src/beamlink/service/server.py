@@ -86,6 +86,10 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
         ws_per_message_deflate=False,
+        # A frame carries at least one task's arguments or result, whose limits are settings.
+        ws_max_size=max(
+            16 * 2**20, settings.compute_payload_limit + 2**20, settings.compute_result_limit + 2**20
+        ),
     )
     server = _Server(config)
     log.info("listening on %s:%s", settings.host, settings.port)

@@ -59,3 +59,18 @@ def test_a_result_spooled_twice_is_kept_once(tmp_path: Path) -> None:
     spool.put([outcome("a", "new")])
     assert len(list(tmp_path.glob("*.json"))) == 1  # the older file held only a: gone
     assert [o.result for o in spool.load()] == ["new"]
+
+
+def test_an_ack_that_overtakes_the_write_is_kept(tmp_path: Path) -> None:
+    """The agent sends a batch before spooling it: its ack may be handled first."""
+    spool = ResultSpool(tmp_path)
+    spool.remove(["a"])
+    spool.put([outcome("a"), outcome("b")])
+    assert spool.ids() == {"b"}
+    assert [o.task_id for o in ResultSpool(tmp_path).load()] == ["b"]
+    spool.remove(["c"])
+    spool.put([outcome("c")])
+    assert spool.ids() == {"b"}
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    spool.put([outcome("a")])  # an ack counts once: the same id spooled again is kept
+    assert spool.ids() == {"a", "b"}

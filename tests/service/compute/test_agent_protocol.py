@@ -16,69 +16,21 @@ from websockets.sync.client import ClientConnection, connect
 from beamlink import serialize
 from beamlink.errors import EnvironmentMismatch, FunctionNotAllowed, NotFound, PayloadTooLarge
 from beamlink.protocol.agent import CLOSE_AUTH, CLOSE_INVALID, CLOSE_REPLACED
-from beamlink.protocol.compute import EndpointRegister
-from beamlink.sdk import Client
 from beamlink.service.launcher import ServiceProcess
 from helpers import MakeUser
+from ws_helpers import agent_socket, hello, outcome, receive, register, ws_url
 
 
 def add(a: int, b: int) -> int:
     return a + b
 
 
-def ws_url(service: ServiceProcess) -> str:
-    return service.url.replace("http://", "ws://") + "/v1/agents/connect"
-
-
-def register(client: Client, name: str, **extra: Any) -> tuple[str, str]:
-    body = EndpointRegister(name=name, engine="thread", environment=serialize.environment(), **extra)
-    registered = client.register_endpoint(body)
-    return registered.id, registered.agent_secret
-
-
-def hello(**extra: Any) -> str:
-    body = {
-        "type": "hello",
-        "agent_version": "test",
-        "host": "test-host",
-        "environment": serialize.environment().model_dump(),
-        "engine": "thread",
-        "heartbeat_period": 1.0,
-        "held_task_ids": [],
-    }
-    body.update(extra)
-    return json.dumps(body)
-
-
 @contextmanager
 def agent(
     service: ServiceProcess, endpoint_id: str, secret: str, **hello_extra: Any
 ) -> Iterator[ClientConnection]:
-    headers = {"X-Beamlink-Agent": endpoint_id, "Authorization": f"Bearer {secret}"}
-    with connect(ws_url(service), additional_headers=headers, open_timeout=10) as ws:
-        ws.send(hello(**hello_extra))
-        welcome = json.loads(ws.recv(timeout=10))
-        assert welcome["type"] == "welcome"
-        assert welcome["endpoint_id"] == endpoint_id
+    with agent_socket(service, endpoint_id, secret, json.loads(hello(**hello_extra)), "welcome") as ws:
         yield ws
-
-
-def receive(ws: ClientConnection, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        if message["type"] == kind:
-            return message  # type: ignore[no-any-return]
-
-
-def outcome(task_id: str, value: Any) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "state": "success",
-        "result": serialize.pack(value),
-        "started_at": "2026-11-21T00:00:00+00:00",
-        "finished_at": "2026-11-21T00:00:00+00:00",
-    }
 
 
 def test_wrong_secret_is_refused_with_a_reason(service: ServiceProcess, make_user: MakeUser) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from beamlink.protocol.collections import CollectionRegister
 from beamlink.protocol.data_tokens import token_expiry, verify
@@ -29,6 +29,7 @@ from beamlink.protocol.transfers import (
 )
 from beamlink.service.launcher import ServiceProcess
 from helpers import MakeUser, UserHandle
+from ws_helpers import agent_socket, receive
 
 SIX_HOURS = 6 * 3600  # the default of BEAMLINK_TRANSFER_TOKEN_TTL_SECONDS
 
@@ -49,21 +50,9 @@ def register(user: UserHandle, name: str, root: Path) -> Registered:
 
 @contextmanager
 def collection_agent(service: ServiceProcess, collection: Registered) -> Iterator[ClientConnection]:
-    url = service.url.replace("http://", "ws://") + "/v1/agents/connect"
-    headers = {"X-Beamlink-Agent": collection.id, "Authorization": f"Bearer {collection.secret}"}
     hello = {"type": "collection_hello", "agent_version": "test", "host": "test-host", "root_path": "/"}
-    with connect(url, additional_headers=headers, open_timeout=10) as ws:
-        ws.send(json.dumps(hello))
-        assert receive(ws, "collection_welcome")["collection_id"] == collection.id
+    with agent_socket(service, collection.id, collection.secret, hello, "collection_welcome") as ws:
         yield ws
-
-
-def receive(ws: ClientConnection, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-        if message["type"] == kind:
-            return message  # type: ignore[no-any-return]
 
 
 def ask(ws: ClientConnection, transfer_id: str) -> TransferToken:

@@ -238,11 +238,15 @@ class EndpointAgent:
         for outcome in outcomes:
             if outcome.started_at is None and outcome.task_id in started:
                 outcome.started_at = started[outcome.task_id]
-        self.spool.put(outcomes)
         for start in range(0, len(outcomes), _RESULTS_PER_MESSAGE):
             batch = outcomes[start : start + _RESULTS_PER_MESSAGE]
-            if not await self.gateway.send(encode(TaskResults(results=batch))):
-                break  # spooled: re-sent after the next hello
+            sent = await self.gateway.send(encode(TaskResults(results=batch)))
+            # Spooled after the send, so the disk write is not on the round trip; the service forgets
+            # nothing it has not stored, and acks that come before this write are kept (spool.py).
+            self.spool.put(batch)
+            if not sent:
+                self.spool.put(outcomes[start + _RESULTS_PER_MESSAGE :])
+                break  # re-sent after the next hello
 
     async def _idle_loop(self, stop: asyncio.Event) -> None:
         limit = self.config.idle_shutdown_after

@@ -23,6 +23,7 @@ __all__ = ["ResultSpool"]
 log = logging.getLogger(__name__)
 
 _BATCH = TypeAdapter(list[TaskOutcome])
+_EARLY_ACKS = 10_000
 
 
 class ResultSpool:
@@ -33,6 +34,9 @@ class ResultSpool:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._file_of: dict[str, str] = {}  # task id -> batch file name
         self._unacked: dict[str, set[str]] = {}  # batch file name -> its task ids not yet acknowledged
+        # Acks of results not (yet) here: the agent sends a batch before it writes it (a write off the
+        # round trip), so in principle its ack can come first; put() then keeps nothing of it.
+        self._acked_early: dict[str, None] = {}
         for path in sorted(directory.glob("*.json")):
             for outcome in self._read(path):
                 self._index(path.name, outcome.task_id)
@@ -56,6 +60,8 @@ class ResultSpool:
 
     def put(self, outcomes: Sequence[TaskOutcome]) -> None:
         """Keep ``outcomes`` (one file) until :meth:`remove` is called with their task ids."""
+        if self._acked_early:
+            outcomes = [o for o in outcomes if self._acked_early.pop(o.task_id, 0) is not None]
         if not outcomes:
             return
         name = f"{uuid.uuid4().hex}.json"
@@ -80,7 +86,12 @@ class ResultSpool:
     def remove(self, task_ids: Iterable[str]) -> None:
         """The service stored these results: forget them (a file goes when all of its results have)."""
         for task_id in task_ids:
-            self._forget(task_id)
+            if task_id in self._file_of:
+                self._forget(task_id)
+            else:
+                self._acked_early[task_id] = None
+                if len(self._acked_early) > _EARLY_ACKS:
+                    del self._acked_early[next(iter(self._acked_early))]  # an old ack of nothing
 
     def ids(self) -> set[str]:
         return set(self._file_of)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 
 import anyio.to_thread
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from beamlink.protocol.agent import AGENT_HEADER, CLOSE_AUTH
 from beamlink.service import agent_rows
+from beamlink.service.api.sockets import pump_frames
 from beamlink.service.compute.gateway import AgentSession
 from beamlink.service.compute.models import Endpoint
 from beamlink.service.state import ServiceState
@@ -65,18 +66,6 @@ async def connect(websocket: WebSocket) -> None:
     else:
         session = CollectionSession(state, agent_id, send, close)  # attaches at its hello
     try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            frame = message.get("text")
-            if frame is None:
-                frame = message.get("bytes") or b""
-            if not await session.receive(frame):
-                break
-    except WebSocketDisconnect:
-        pass
-    except RuntimeError:
-        log.debug("agent %s: the socket closed under us", agent_id, exc_info=True)
+        await pump_frames(websocket, session.receive)
     finally:
         await session.finish()

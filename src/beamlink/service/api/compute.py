@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Response, WebSocket, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from beamlink.errors import NotFound
+from beamlink.errors import AuthenticationFailed, NotFound
 from beamlink.protocol.common import Page
 from beamlink.protocol.compute import (
     TERMINAL_STATES,
@@ -28,11 +28,12 @@ from beamlink.protocol.compute import (
     TaskOutput,
     TaskResult,
 )
-from beamlink.service.api.deps import CurrentPrincipal, PageParams, State
+from beamlink.protocol.task_session import CLOSE_AUTH, Refused
+from beamlink.service.api.deps import CurrentPrincipal, PageParams, State, principal_of_token
 from beamlink.service.api.grants import add_grant_routes
+from beamlink.service.api.sockets import pump_frames
 from beamlink.service.auth.principal import Principal
-from beamlink.service.compute import endpoints, functions, tasks
-from beamlink.service.compute.hub import AgentLink
+from beamlink.service.compute import endpoints, functions, submitters, tasks
 from beamlink.service.compute.models import Endpoint, Function, Task
 from beamlink.service.db.paging import paginate
 from beamlink.service.state import ServiceState
@@ -44,10 +45,6 @@ T = TypeVar("T")
 functions_router = APIRouter(prefix="/v1/functions", tags=["compute"])
 endpoints_router = APIRouter(prefix="/v1/endpoints", tags=["compute"])
 tasks_router = APIRouter(prefix="/v1/tasks", tags=["compute"])
-
-
-async def _in_thread(state: ServiceState, fn: Callable[[Session], T]) -> T:
-    return await state.db.run(fn)
 
 
 # -- functions -------------------------------------------------------------------------------------
@@ -185,34 +182,7 @@ add_grant_routes(endpoints_router, endpoints.ENDPOINT_POLICY, endpoints.get_endp
     summary="Submit a batch of tasks to one endpoint.",
 )
 async def submit_tasks(state: State, principal: CurrentPrincipal, body: TaskBatch) -> TaskBatchCreated:
-    # Endpoint connected: the tasks are dispatched in the submit transaction and sent right after the
-    # commit, rather than waking the connection's dispatcher to claim them in a second one (hot path).
-    links: list[AgentLink] = []
-
-    def connection(endpoint_id: str) -> set[str] | None:
-        link = state.hub.link(endpoint_id)
-        if link is None:
-            return None
-        links.append(link)
-        return link.sent_functions()
-
-    submitted = await state.db.run(
-        lambda session: tasks.submit_batch(
-            session,
-            principal,
-            body,
-            payload_limit=state.settings.compute_payload_limit,
-            connection=connection,
-        )
-    )
-    endpoint_id = submitted.endpoint.id
-    if links and submitted.dispatch is not None:
-        state.hub.deliver(links[0], submitted.dispatch)
-    else:
-        state.hub.notify_endpoint(endpoint_id)  # after the commit, so the dispatcher sees the rows
-    return TaskBatchCreated(
-        endpoint_id=endpoint_id, task_group_id=submitted.task_group_id, task_ids=submitted.task_ids
-    )
+    return await submitters.submit(state, principal, body)
 
 
 @tasks_router.get("", response_model=Page[TaskInfo], summary="Your tasks, newest last.")
@@ -264,45 +234,56 @@ def _sse(event: str, data: str) -> bytes:
     response_class=StreamingResponse,
 )
 async def stream_results(state: State, principal: CurrentPrincipal, task_group_id: str) -> StreamingResponse:
-    queue = state.hub.subscribe(task_group_id)
-
-    def finished_so_far(session: Session) -> list[TaskResult]:
-        query = tasks.tasks_query(principal, task_group_id=task_group_id).where(
-            Task.state.in_(TERMINAL_STATES)
-        )
-        return [tasks.task_result(t) for t in session.scalars(query)]
+    watch = await submitters.watch_group(state, principal, task_group_id)
 
     async def events() -> AsyncIterator[bytes]:
         try:
             yield _sse("open", json.dumps({"task_group_id": task_group_id}))
-            for result in await _in_thread(state, finished_so_far):
+            for result in watch.finished:
                 yield _sse("result", result.model_dump_json())
             while True:
                 try:
-                    result = await asyncio.wait_for(queue.get(), timeout=15.0)
+                    batch = await asyncio.wait_for(watch.next_batch(), timeout=15.0)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                # Whatever else finished meanwhile goes out in the same write.
-                batch = [result]
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
                 yield b"".join(_sse("result", r.model_dump_json()) for r in batch)
         finally:
-            state.hub.unsubscribe(task_group_id, queue)
+            watch.close()
 
-    owned = await _in_thread(
-        state,
-        lambda s: s.scalar(
-            select(Task.owner_id)
-            .where(Task.task_group_id == task_group_id, Task.owner_id != principal.id)
-            .limit(1)
-        ),
-    )
-    if owned is not None and not principal.is_admin:
-        state.hub.unsubscribe(task_group_id, queue)
-        raise NotFound(f"task group {task_group_id} not found (or you have no access to it)")
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@tasks_router.websocket("/session")
+async def task_session(websocket: WebSocket) -> None:
+    """The submitter WebSocket (protocol/task_session.py): batches in, results pushed back."""
+    state: ServiceState = websocket.app.state.beamlink
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    # Accept first, then refuse with a reason: a refused handshake would tell the submitter nothing.
+    await websocket.accept()
+    try:
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationFailed(
+                "this socket needs a bearer token: run `beamlink login`, or send "
+                "`Authorization: Bearer <token>`",
+                details={"reason": "missing"},
+            )
+        principal = await principal_of_token(state, token)
+    except AuthenticationFailed as exc:
+        refused = Refused(status=exc.status, error=exc.to_dict())
+        with contextlib.suppress(Exception):
+            await websocket.send_text(refused.model_dump_json())
+            await websocket.close(CLOSE_AUTH, exc.message[:120])
+        return
+
+    async def close(code: int, reason: str) -> None:
+        await websocket.close(code, reason)
+
+    session = submitters.TaskSession(state, principal, websocket.send_text, close)
+    try:
+        await pump_frames(websocket, session.receive)
+    finally:
+        await session.finish()
 
 
 @tasks_router.get("/{task_id}", response_model=TaskInfo, summary="A task's state and history.")
@@ -332,11 +313,11 @@ async def get_result(
 ) -> TaskResult:
     read = _finished(principal, task_id)
     if wait > 0:
-        result = await state.hub.wait_for(task_id, wait, lambda: _in_thread(state, read))
+        result = await state.hub.wait_for(task_id, wait, lambda: state.db.run(read))
     else:
-        result = await _in_thread(state, read)
+        result = await state.db.run(read)
     if result is None:
-        info = await _in_thread(state, lambda s: tasks.task_info(tasks.get_task(s, principal, task_id)))
+        info = await state.db.run(lambda s: tasks.task_info(tasks.get_task(s, principal, task_id)))
         return TaskResult(id=info.id, task_group_id=info.task_group_id, state=info.state)
     if result.state == "success" and result.result is None:
         raise NotFound(

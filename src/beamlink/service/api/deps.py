@@ -47,7 +47,7 @@ async def principal_of_token(state: ServiceState, raw: str) -> Principal:
 
     principal = await anyio.to_thread.run_sync(read)
     if principal.token_expires_at is not None:
-        state.principals.put(token_hash, principal, principal.token_expires_at, generation)
+        state.principals.put(token_hash, principal, generation)
     return principal
 
 

@@ -42,7 +42,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            # A WebSocket's messages go straight through: only an HTTP response carries the id header.
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info(

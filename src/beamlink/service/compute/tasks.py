@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Row, Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from beamlink.errors import (
@@ -37,11 +37,13 @@ from beamlink.protocol.compute import (
     TaskError,
     TaskInfo,
     TaskResult,
+    TaskState,
     TaskTransition,
     is_json_payload,
 )
 from beamlink.service.auth.principal import Principal
 from beamlink.service.compute import functions as functions_
+from beamlink.service.compute.checks import Checked, SubmitChecks
 from beamlink.service.compute.endpoints import get_endpoint
 from beamlink.service.compute.models import Endpoint, Function, Task
 from beamlink.service.db.base import utcnow
@@ -60,6 +62,7 @@ __all__ = [
     "release_result",
     "requeue_unsent",
     "return_tasks",
+    "settle",
     "submit_batch",
     "task_info",
     "task_result",
@@ -109,7 +112,7 @@ class Submitted:
     """A queued batch: its endpoint, ids and group, and, when the endpoint is connected, the message
     that carries the tasks to it (to send once the transaction has committed)."""
 
-    endpoint: Endpoint
+    endpoint_id: str
     task_group_id: str
     task_ids: list[str]
     dispatch: TaskDispatch | None
@@ -122,26 +125,39 @@ def submit_batch(
     *,
     payload_limit: int,
     connection: Callable[[str], set[str] | None] = lambda _endpoint_id: None,
+    checks: SubmitChecks | None = None,
 ) -> Submitted:
     """Check every task of the batch, then queue them all (all or nothing).
+
+    ``checks`` remembers batches that passed (:mod:`.checks`), so the next like them skips the reads.
 
     ``connection(endpoint_id)`` tells whether the endpoint is connected right now, by returning the
     functions its connection has already carried (None: not connected). If it is, the tasks are written
     as ``dispatched`` and the message returned, so the hot path takes one transaction and one multi-row
     INSERT instead of an INSERT, a claim and an UPDATE.
     """
-    endpoint = get_endpoint(session, principal, batch.endpoint, "user")
-    wanted = {spec.function_id for spec in batch.tasks}
-    found = {fid: functions_.get_function(session, principal, fid) for fid in wanted}
-    for fid, function in found.items():
-        if endpoint.allowed_functions is not None and fid not in endpoint.allowed_functions:
-            raise FunctionNotAllowed(
-                f"endpoint {endpoint.name!r} does not allow function {function.name!r} ({fid}): its owner "
-                "lists the functions it runs under allowed_functions in the endpoint's config.yaml",
-                details={"function_id": fid, "endpoint_id": endpoint.id},
-            )
-        json_args = all(is_json_payload(spec.args) for spec in batch.tasks if spec.function_id == fid)
-        _check_environment(endpoint, function, batch.environment, json_args=json_args)
+    json_args = {
+        fid: all(is_json_payload(spec.args) for spec in batch.tasks if spec.function_id == fid)
+        for fid in {spec.function_id for spec in batch.tasks}
+    }
+    key = (principal, batch.endpoint, frozenset(json_args.items()), batch.environment.model_dump_json())
+    checked = checks.get(key) if checks is not None else None
+    found: dict[str, Function] = {}
+    if checked is None:
+        generation = checks.generation if checks is not None else 0
+        endpoint = get_endpoint(session, principal, batch.endpoint, "user")
+        found = {fid: functions_.get_function(session, principal, fid) for fid in json_args}
+        for fid, function in found.items():
+            if endpoint.allowed_functions is not None and fid not in endpoint.allowed_functions:
+                raise FunctionNotAllowed(
+                    f"endpoint {endpoint.name!r} does not allow function {function.name!r} ({fid}): its "
+                    "owner lists the functions it runs under allowed_functions in the endpoint's config.yaml",
+                    details={"function_id": fid, "endpoint_id": endpoint.id},
+                )
+            _check_environment(endpoint, function, batch.environment, json_args=json_args[fid])
+        checked = Checked(endpoint_id=endpoint.id, online=endpoint.online)
+        if checks is not None:
+            checks.put(key, checked, generation)
     for index, spec in enumerate(batch.tasks):
         if len(spec.args) > payload_limit:
             raise PayloadTooLarge(
@@ -152,7 +168,7 @@ def submit_batch(
     group = batch.task_group_id or str(uuid.uuid4())
     environment = batch.environment.model_dump()
     now = utcnow()
-    connected_with = connection(endpoint.id)
+    connected_with = connection(checked.endpoint_id)
     dispatching = connected_with is not None
     rows: list[dict[str, Any]] = []
     assignments: list[TaskAssignment] = []
@@ -161,7 +177,7 @@ def submit_batch(
         # A microsecond apart, so (created_at, id) order is submission order: tasks run first in, first out.
         at = (now + timedelta(microseconds=index)).isoformat()
         task_id = task_ids[index]
-        next_state = "dispatched" if dispatching else "waiting-for-endpoint" if not endpoint.online else None
+        next_state = "dispatched" if dispatching else "waiting-for-endpoint" if not checked.online else None
         transitions = [{"state": "received", "at": at}]
         if next_state is not None:
             transitions.append({"state": next_state, "at": at})
@@ -169,7 +185,7 @@ def submit_batch(
             {
                 "id": task_id,
                 "function_id": spec.function_id,
-                "endpoint_id": endpoint.id,
+                "endpoint_id": checked.endpoint_id,
                 "owner_id": principal.id,
                 "task_group_id": group,
                 "state": next_state or "received",
@@ -198,12 +214,20 @@ def submit_batch(
                 )
             )
     # On the table: the ORM's bulk INSERT spent longer on its per-row bookkeeping than SQLite on the rows.
-    session.execute(insert(cast(Table, Task.__table__)), rows)
+    session.execute(_insert_statement(), rows)
     message = None
     if connected_with is not None:
-        codes = [functions_.function_code(f) for fid, f in found.items() if fid not in connected_with]
+        unsent = [fid for fid in json_args if fid not in connected_with]
+        codes = [functions_.function_code(found.get(fid) or _function(session, fid)) for fid in unsent]
         message = TaskDispatch(functions=codes, tasks=assignments)
-    return Submitted(endpoint, group, [row["id"] for row in rows], message)
+    return Submitted(checked.endpoint_id, group, [row["id"] for row in rows], message)
+
+
+def _function(session: Session, function_id: str) -> Function:
+    function = session.get(Function, function_id)
+    if function is None:  # deleted since it was checked: the deleting commit emptied the checks
+        raise NotFound(f"function {function_id} not found (or you have no access to it)")
+    return function
 
 
 def _new_ids(count: int) -> list[str]:
@@ -287,10 +311,21 @@ def _endpoint_tasks(session: Session, endpoint_id: str, ids: Iterable[str]) -> l
 def _progress_rows(session: Session, endpoint_id: str, ids: Sequence[str]) -> list[Row[Any]]:
     if not ids:
         return []
-    query = select(Task.id, Task.endpoint_id, Task.state, Task.transitions, Task.task_group_id).where(
-        Task.id.in_(list(ids))
+    return [
+        row
+        for row in session.execute(_progress_query(), {"ids": list(ids)})
+        if row.endpoint_id == endpoint_id
+    ]
+
+
+@functools.cache
+def _progress_query() -> Select[Any]:
+    """Built once: constructing a SELECT (and its cache key) cost more than running it."""
+    table = cast(Table, Task.__table__)
+    c = table.c
+    return select(c.id, c.endpoint_id, c.state, c.transitions, c.task_group_id).where(
+        c.id.in_(bindparam("ids", expanding=True))
     )
-    return [row for row in session.execute(query) if row.endpoint_id == endpoint_id]
 
 
 def _appended(transitions: list[dict[str, Any]], state: str, at: datetime) -> list[dict[str, Any]]:
@@ -306,6 +341,11 @@ def _bulk_update(session: Session, changes: list[dict[str, Any]]) -> None:
     columns = tuple(name for name in changes[0] if name != "id")
     rows = [{"_id": change["id"], **{name: change[name] for name in columns}} for change in changes]
     session.execute(_update_statement(columns), rows)
+
+
+@functools.cache
+def _insert_statement() -> Insert:
+    return insert(cast(Table, Task.__table__))
 
 
 @functools.cache
@@ -383,24 +423,8 @@ def record_outcomes(
         transitions = row.transitions
         if outcome.started_at is not None and row.state == "dispatched":
             transitions = _appended(transitions, "running", outcome.started_at)
-        result: str | None = None
-        error: TaskError | None = None
-        if outcome.state == "success" and outcome.result is not None and len(outcome.result) > result_limit:
-            state = "failed"
-            error = TaskError(
-                code=ResultTooLarge.code,
-                message=f"the result is {_format_size(len(outcome.result))}, over the service's "
-                f"{_format_size(result_limit)} result limit: write it to a file and move it with a transfer",
-            )
-        elif outcome.state == "success":
-            state = "success"
-            result = outcome.result
-        else:
-            state = "cancelled" if outcome.state == "cancelled" else "failed"
-            error = _bounded_error(
-                outcome.error or TaskError(code="TASK_FAILED", message="the endpoint gave no reason"),
-                result_limit,
-            )
+        settled = settle(outcome, row.task_group_id, result_limit)
+        state, result, error = settled.state, settled.result, settled.error
         changes.append(
             {
                 "id": row.id,
@@ -416,18 +440,40 @@ def record_outcomes(
                 "args": None,
             }
         )
-        finished.append(
-            TaskResult(
-                id=row.id,
-                task_group_id=row.task_group_id,
-                state=state,
-                result=result,
-                error=error,
-                completed_at=at,
-            )
-        )
+        finished.append(settled)
     _bulk_update(session, changes)
     return finished
+
+
+def settle(outcome: TaskOutcome, task_group_id: str, result_limit: int) -> TaskResult:
+    """What an endpoint's outcome is stored and answered as: a result over the limit fails the task, an
+    error is bounded."""
+    result: str | None = None
+    error: TaskError | None = None
+    if outcome.state == "success" and outcome.result is not None and len(outcome.result) > result_limit:
+        state: TaskState = "failed"
+        error = TaskError(
+            code=ResultTooLarge.code,
+            message=f"the result is {_format_size(len(outcome.result))}, over the service's "
+            f"{_format_size(result_limit)} result limit: write it to a file and move it with a transfer",
+        )
+    elif outcome.state == "success":
+        state = "success"
+        result = outcome.result
+    else:
+        state = "cancelled" if outcome.state == "cancelled" else "failed"
+        error = _bounded_error(
+            outcome.error or TaskError(code="TASK_FAILED", message="the endpoint gave no reason"),
+            result_limit,
+        )
+    return TaskResult(
+        id=outcome.task_id,
+        task_group_id=task_group_id,
+        state=state,
+        result=result,
+        error=error,
+        completed_at=outcome.finished_at,
+    )
 
 
 def return_tasks(session: Session, endpoint_id: str, ids: Sequence[str]) -> int:

@@ -176,6 +176,7 @@ class ComputeProvider(Provider):
                 ),
                 payload_limit=services.settings.compute_payload_limit,
                 connection=connection,
+                checks=services.submit_checks,
             )
             call.after_commit.append(_sender(services, links, submitted))
         count = len(specs)
@@ -250,6 +251,6 @@ def _sender(services: Any, links: list[AgentLink], submitted: tasks.Submitted) -
         if links and submitted.dispatch is not None:
             services.hub.deliver(links[0], submitted.dispatch)
         else:
-            services.hub.notify_endpoint(submitted.endpoint.id)
+            services.hub.notify_endpoint(submitted.endpoint_id)
 
     return send

@@ -1,0 +1,196 @@
+"""The submitter WebSocket (``/v1/tasks/session``), spoken by hand: authentication, garbage frames,
+refused batches that leave the connection open, results pushed once, and a group's results re-sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from beamlink import serialize
+from beamlink.errors import NotFound, PermissionDenied
+from beamlink.protocol.task_session import CLOSE_AUTH, CLOSE_INVALID
+from beamlink.sdk import Executor
+from beamlink.sdk.compute import batch_body
+from beamlink.service.launcher import ServiceProcess
+from helpers import MakeUser
+from ws_helpers import agent_socket, hello, outcome, receive, register, ws_url
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+packed_one = serialize.pack_arguments((1, 1), {})
+
+
+@contextmanager
+def session(service: ServiceProcess, token: str | None) -> Iterator[ClientConnection]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with connect(ws_url(service, "/v1/tasks/session"), additional_headers=headers, open_timeout=10) as ws:
+        yield ws
+
+
+def submit(ws: ClientConnection, ref: int, endpoint: str, function_id: str, *args: Any, group: str) -> None:
+    packed = [(function_id, serialize.pack_arguments(args, {}))]
+    body = batch_body(endpoint, packed, task_group_id=group, timeout=None, max_retries=0)
+    ws.send(json.dumps({"type": "submit", "ref": ref, "batch": body}))
+
+
+def closed_with(ws: ClientConnection) -> tuple[int, str]:
+    with pytest.raises(ConnectionClosed) as caught:
+        receive(ws, "never sent")
+    assert caught.value.rcvd is not None
+    return caught.value.rcvd.code, caught.value.rcvd.reason
+
+
+@pytest.mark.parametrize("token", [None, "bl_not-a-real-token"])
+def test_a_missing_or_wrong_token_is_refused_with_a_reason(
+    service: ServiceProcess, token: str | None
+) -> None:
+    with session(service, token) as ws:
+        refused = receive(ws, "refused")
+        assert refused["ref"] is None
+        assert refused["status"] == 401
+        assert refused["error"]["code"].startswith(("AUTHENTICATION", "TOKEN", "INVALID_TOKEN"))
+        code, reason = closed_with(ws)
+    assert code == CLOSE_AUTH
+    assert reason
+
+
+@pytest.mark.parametrize(
+    ("frame", "words"),
+    [
+        ("this is not json", "invalid submitter message"),
+        (b"\x00\xff binary garbage", "invalid submitter message"),
+        ('{"type": "launch-missiles"}', "type"),
+        ('{"type": "watch"}', "task_group_id"),
+    ],
+)
+def test_garbage_closes_only_that_connection(
+    service: ServiceProcess, make_user: MakeUser, frame: str | bytes, words: str
+) -> None:
+    user = make_user("submitter")
+    with session(service, user.client.token) as ws:
+        ws.send(frame)
+        code, reason = closed_with(ws)
+    assert code == CLOSE_INVALID
+    assert words in reason
+    with session(service, user.client.token) as ws:  # the service is unharmed
+        ws.send(json.dumps({"type": "watch", "task_group_id": "g"}))
+        ws.send(json.dumps({"type": "submit", "ref": 1, "batch": {"endpoint": "nowhere"}}))
+        assert receive(ws, "refused")["ref"] == 1
+
+
+def test_refused_batches_name_the_problem_and_keep_the_connection(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    user = make_user("submitter")
+    endpoint_id, _ = register(user.client, "ep")
+    function_id = user.client.register_function(add)
+    with session(service, user.client.token) as ws:
+        ws.send(json.dumps({"type": "submit", "ref": 1, "batch": {"endpoint": endpoint_id, "tasks": []}}))
+        invalid = receive(ws, "refused")
+        assert (invalid["ref"], invalid["status"], invalid["error"]["code"]) == (1, 422, "INVALID_INPUT")
+        assert "tasks" in invalid["error"]["message"]
+
+        submit(ws, 2, "nowhere", function_id, 1, 2, group="g1")
+        unknown = receive(ws, "refused")
+        assert (unknown["ref"], unknown["status"]) == (2, 404)
+        assert "endpoint 'nowhere' not found" in unknown["error"]["message"]
+
+        submit(ws, 3, endpoint_id, function_id, 1, 2, group="g1")  # the connection still works
+        created = receive(ws, "submitted")
+        assert created["ref"] == 3
+        assert created["created"]["endpoint_id"] == endpoint_id
+        assert len(created["created"]["task_ids"]) == 1
+
+
+def test_results_are_pushed_once_and_resent_to_a_new_watch(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    user = make_user("submitter")
+    endpoint_id, secret = register(user.client, "ep")
+    function_id = user.client.register_function(add)
+    with (
+        agent_socket(service, endpoint_id, secret, json.loads(hello()), "welcome") as agent,
+        session(service, user.client.token) as ws,
+    ):
+        ws.send(json.dumps({"type": "watch", "task_group_id": "sums"}))
+        submit(ws, 1, endpoint_id, function_id, 2, 3, group="sums")
+        (task_id,) = receive(ws, "submitted")["created"]["task_ids"]
+        dispatched = receive(agent, "tasks")
+        assert [t["task_id"] for t in dispatched["tasks"]] == [task_id]
+        agent.send(json.dumps({"type": "results", "results": [outcome(task_id, 5)]}))
+        pushed = receive(ws, "results")["results"]
+        assert [(r["id"], r["state"]) for r in pushed] == [(task_id, "success")]
+        assert serialize.unpack(pushed[0]["result"]) == 5
+        assert receive(agent, "result_ack")["task_ids"] == [task_id]  # stored
+        with pytest.raises(TimeoutError):
+            receive(ws, "results", timeout=0.5)  # pushed as it came; storing it did not send it again
+    assert user.client.get_result(task_id) == 5
+    with session(service, user.client.token) as ws:
+        ws.send(json.dumps({"type": "watch", "task_group_id": "sums"}))
+        again = receive(ws, "results")["results"]
+        assert [(r["id"], serialize.unpack(r["result"])) for r in again] == [(task_id, 5)]
+
+
+def test_someone_elses_group_cannot_be_watched(service: ServiceProcess, make_user: MakeUser) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    endpoint_id, _ = register(alice.client, "ep")
+    function_id = alice.client.register_function(add)
+    alice.client.submit_packed(
+        endpoint_id, [(function_id, serialize.pack_arguments((1, 1), {}))], task_group_id="mine"
+    )
+    with session(service, bob.client.token) as ws:
+        ws.send(json.dumps({"type": "watch", "task_group_id": "mine"}))
+        refused = receive(ws, "refused")
+    assert (refused["task_group_id"], refused["status"]) == ("mine", 404)
+
+
+def test_an_executor_on_a_group_it_may_not_watch_fails_its_futures(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_endpoint, _ = register(alice.client, "ep")
+    function_id = alice.client.register_function(add)
+    alice.client.submit_packed(
+        alice_endpoint, [(function_id, serialize.pack_arguments((1, 1), {}))], task_group_id="hers"
+    )
+    bob_endpoint, _ = register(bob.client, "ep")
+    with Executor(bob_endpoint, client=bob.client, task_group_id="hers") as ex:
+        future = ex.submit(add, 1, 2)
+        with pytest.raises(NotFound, match="task group hers not found"):
+            future.result(timeout=20)
+        with pytest.raises(NotFound):  # the executor stays failed, it does not hang
+            ex.submit(add, 2, 2).result(timeout=20)
+
+
+def test_a_revoked_share_refuses_the_next_batch_at_once(service: ServiceProcess, make_user: MakeUser) -> None:
+    """Checked batches are remembered (service/compute/checks.py), but never past a change of rights."""
+    alice, bob = make_user("alice"), make_user("bob")
+    endpoint_id, _ = register(alice.client, "shared")
+    grant = alice.client.request(
+        "POST",
+        f"/v1/endpoints/{endpoint_id}/grants",
+        json={"principal_type": "user", "principal": bob.username, "role": "user"},
+    )
+    function_id = bob.client.register_function(add)
+    packed = [(function_id, packed_one)]
+    for _ in range(3):  # the first is checked; the others reuse the answer
+        assert bob.client.submit_packed(endpoint_id, packed).endpoint_id == endpoint_id
+    alice.client.request("DELETE", f"/v1/endpoints/{endpoint_id}/grants/{grant['id']}")
+    with pytest.raises(NotFound, match="not found"):
+        bob.client.submit_packed(endpoint_id, packed)
+    alice.client.request(
+        "POST",
+        f"/v1/endpoints/{endpoint_id}/grants",
+        json={"principal_type": "user", "principal": bob.username, "role": "viewer"},
+    )
+    with pytest.raises(PermissionDenied, match="user"):
+        bob.client.submit_packed(endpoint_id, packed)
