@@ -2,7 +2,7 @@
 
 Threads and the loop: engines call ``on_started``/``on_done`` from their own threads; those hop onto the
 event loop, where one flusher coroutine batches them into ``started`` and ``results`` messages. A result
-is written to the spool before it is sent and deleted when the service acknowledges it.
+is written to the spool right after it is sent and forgotten when the service acknowledges it.
 """
 
 from __future__ import annotations
