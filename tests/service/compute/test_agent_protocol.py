@@ -143,6 +143,25 @@ def test_unacked_tasks_are_sent_again_after_reconnect_and_lost_ones_count_retrie
     assert info.error.code == "ENDPOINT_LOST"
 
 
+def test_an_ack_for_another_endpoints_task_changes_nothing(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    user = make_user("agent")
+    endpoint_id, secret = register(user.client, "ep")
+    other_id, other_secret = register(user.client, "other")
+    function_id = user.client.register_function(add)
+    with agent(service, endpoint_id, secret) as ws:
+        (task_id,) = user.client.submit_batch(
+            endpoint_id, [(function_id, (1, 1), {})], max_retries=1
+        ).task_ids
+        receive(ws, "tasks")
+        with agent(service, other_id, other_secret) as other:
+            other.send(json.dumps({"type": "ack", "task_ids": [task_id]}))
+            time.sleep(0.3)
+    with agent(service, endpoint_id, secret) as ws:  # never acknowledged by its own endpoint
+        assert receive(ws, "tasks")["tasks"][0]["attempt"] == 1
+
+
 def test_held_tasks_stay_with_the_agent_and_goodbye_hands_back(
     service: ServiceProcess, make_user: MakeUser
 ) -> None:

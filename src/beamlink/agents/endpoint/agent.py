@@ -220,6 +220,12 @@ class EndpointAgent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _COALESCE_SECONDS)
                 self._wake.clear()
+            elif self.engine is not None and self.engine.in_flight():
+                # More results are on their way: a moment gathers them into one message (a busy endpoint
+                # sent a frame, and the service wrote a transaction, per result or two). A lone task's
+                # result, with nothing else running, goes at once.
+                await asyncio.sleep(_COALESCE_SECONDS)
+                self._wake.clear()
             await self._flush()
 
     async def _flush(self) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Row, Select, Table, Update, bindparam, insert, select, update
+from sqlalchemy import Insert, Row, Select, Table, Update, and_, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
 from beamlink.errors import (
@@ -359,13 +359,20 @@ def _update_statement(columns: tuple[str, ...]) -> Update:
 
 
 def mark_acked(session: Session, endpoint_id: str, ids: Sequence[str]) -> None:
-    _bulk_update(
-        session,
-        [
-            {"id": row.id, "acked": True}
-            for row in _progress_rows(session, endpoint_id, ids)
-            if row.state in IN_FLIGHT
-        ],
+    if ids:  # one set-based UPDATE: nothing to read first (a busy endpoint acks every task it gets)
+        session.execute(_ack_statement(), {"ids": list(ids), "acked_by": endpoint_id})
+
+
+@functools.cache
+def _ack_statement() -> Update:
+    # Only the primary key in WHERE: with the endpoint and state there too, SQLite chose their index and
+    # scanned every task the endpoint ever ran. Rows of another endpoint or state keep their value.
+    c = cast(Table, Task.__table__).c
+    ours = and_(c.endpoint_id == bindparam("acked_by"), c.state.in_(IN_FLIGHT))
+    return (
+        update(cast(Table, Task.__table__))
+        .where(c.id.in_(bindparam("ids", expanding=True)))
+        .values(acked=case((ours, True), else_=c.acked))
     )
 
 

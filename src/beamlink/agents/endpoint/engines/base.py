@@ -137,6 +137,11 @@ class Engine(ABC):
         with self._lock:
             return list(self._held)
 
+    def in_flight(self) -> int:
+        """How many jobs are submitted and not yet reported."""
+        with self._lock:
+            return len(self._held)
+
     def stats(self) -> dict[str, Any]:
         """Counts for heartbeats: queued, running, workers and the engine's own figures. Never blocks long."""
         with self._lock:
