@@ -9,8 +9,9 @@ dirty pages are flushed (``sync``) so one run's write-back does not slow the nex
 cached (warm source), as in reference §A6's "warm" columns. Every run writes into a directory of its own
 and nothing is deleted until the end (large copies too, when the disk has room): creating files right
 after deleting thousands is several times slower on ext4 (its inode allocator skips inodes freed in the
-last minutes, ``recently_deleted`` in a profile), which made whichever case ran later look slower, and
-on a filesystem mounted with ``discard`` the case after a 2 GiB deletion ran at a third of its speed.
+last minutes, ``recently_deleted`` in a profile), which made whichever case ran later look slower; and
+with each 2 GiB copy deleted before the next case, the first loopback case after a ``cp`` or same-host
+case ran at a third of its speed on this VM (ext4 mounted with ``discard``: suspected, not proven).
 Baselines on the same files: ``cp`` for the large file, ``cp -r`` and ``rsync -a`` for the small ones.
 Targets (reference §A9): same host >= 80 % of cp (shown against cp + sync too: a network pull flushes
 each chunk); loopback >= 1 GB/s; small files >= rsync's files/s; verify_checksum <= 15 % extra time.
@@ -189,9 +190,9 @@ def main() -> None:
                 Case("cp + sync (baseline)", lambda to: _run("cp", big, to, sync=True)),
                 *pulls("big.bin", False),
             ]
-            # Nothing is deleted while measuring when the disk has room: on a filesystem mounted with
-            # `discard` (this VM's root), the case right after a 2 GiB deletion ran at a third of its
-            # speed, whichever case it was (loopback 0.4-0.8 GB/s there, 1.5-1.8 GB/s elsewhere).
+            # Nothing is deleted while measuring when the disk has room: deleting each 2 GiB copy before
+            # the next case made the first loopback case after a cp or same-host one run at a third of
+            # its speed, whichever mode it was (0.4-0.8 GB/s there, 1.5-1.8 GB/s elsewhere).
             room = shutil.disk_usage(destination).free > size * len(large) * args.runs * 1.1
             if not room:
                 print("  (too little free disk to keep every copy: each run deletes the one before)")
