@@ -26,6 +26,7 @@ import asyncio
 import functools
 import itertools
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -36,6 +37,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from beamlink.agents.collection.dataserver import DataServer
 from beamlink.agents.collection.paths import CollectionRoot
@@ -82,27 +85,46 @@ class Case:
     name: str
     action: Callable[[Path], None]
     samples: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    """CPU seconds (user + system) of every process doing the case's work, per run."""
 
 
-def run_interleaved(cases: list[Case], runs: int, prepare: Callable[[], Path]) -> None:
+def run_interleaved(
+    cases: list[Case], runs: int, prepare: Callable[[], Path], server: psutil.Process
+) -> None:
     """Run 1 of every case, then run 2 of every case, ...: slow spells of the machine hit all alike."""
     for _ in range(runs):
         for case in cases:
             target = prepare()
             subprocess.run(["sync"], check=True)
+            before = _cpu_seconds(server)
             started = time.perf_counter()
             case.action(target)
             case.samples.append(time.perf_counter() - started)
+            case.cpu.append(_cpu_seconds(server) - before)
 
 
-def report(cases: list[Case], amount: float, unit: str, baselines: dict[str, str]) -> None:
-    """Medians (with every run's rate) and each case's ratio to the baselines (label: case name)."""
+def _cpu_seconds(server: psutil.Process) -> float:
+    """CPU time so far of this process, its waited-for children (cp, rsync) and the data server."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    served = server.cpu_times()
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + served.user + served.system
+
+
+def report(cases: list[Case], amount: float, unit: str, baselines: dict[str, str], cpu_unit: str) -> None:
+    """Medians (with every run's rate), each case's ratio to the baselines (label: case name), and the
+    median CPU time per unit of work, which the machine's other load and its disk disturb far less."""
     medians = {case.name: statistics.median(amount / s for s in case.samples) for case in cases}
-    print(f"{'':<32} {unit:>10}" + "".join(f"  {'vs ' + label:>11}" for label in baselines) + "   runs")
+    print(
+        f"{'':<32} {unit:>10}"
+        + "".join(f"  {'vs ' + label:>11}" for label in baselines)
+        + f"  {cpu_unit:>12}   runs"
+    )
     for case in cases:
         ratios = "".join(f"  {medians[case.name] / medians[name]:11.0%}" for name in baselines.values())
         runs = ", ".join(f"{rate:.2f}" for rate in sorted(amount / s for s in case.samples))
-        print(f"{case.name:<32} {medians[case.name]:10.2f}{ratios}   ({runs})", flush=True)
+        cpu = statistics.median(case.cpu) / amount * (1e6 if unit == "files/s" else 1)
+        print(f"{case.name:<32} {medians[case.name]:10.2f}{ratios}  {cpu:12.2f}   ({runs})", flush=True)
 
 
 def pull(destination: Path, spec: TransferSpec, source: SourceClient | LocalSource) -> None:
@@ -149,6 +171,7 @@ def main() -> None:
                 raise SystemExit("the data server did not start")
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port_file.read_text()}"
+        served = psutil.Process(server.pid)
         operations = ["read", "list", "checksum"]
         token = sign(key, collection_id="source", path="", operations=operations, ttl_seconds=3600)
         sources: dict[str, SourceClient | LocalSource] = {
@@ -196,8 +219,9 @@ def main() -> None:
             room = shutil.disk_usage(destination).free > size * len(large) * args.runs * 1.1
             if not room:
                 print("  (too little free disk to keep every copy: each run deletes the one before)")
-            run_interleaved(large, args.runs, functools.partial(fresh, keep_earlier=room))
-            report(large, size / 1e9, "GB/s", {"cp": "cp (baseline)", "cp+sync": "cp + sync (baseline)"})
+            run_interleaved(large, args.runs, functools.partial(fresh, keep_earlier=room), served)
+            baselines = {"cp": "cp (baseline)", "cp+sync": "cp + sync (baseline)"}
+            report(large, size / 1e9, "GB/s", baselines, "CPU s / GB")
         if args.only in (None, "small"):
             print(f"\n-- {args.files} x 4 KiB files in 20 directories, {args.runs} runs interleaved --")
             small = source_root / "small"
@@ -206,8 +230,8 @@ def main() -> None:
                 Case("rsync -a (baseline)", lambda to: _run("rsync", "-a", small, to)),
                 *pulls("small", True),
             ]
-            run_interleaved(many, args.runs, functools.partial(fresh, keep_earlier=True))
-            report(many, args.files, "files/s", {"rsync": "rsync -a (baseline)"})
+            run_interleaved(many, args.runs, functools.partial(fresh, keep_earlier=True), served)
+            report(many, args.files, "files/s", {"rsync": "rsync -a (baseline)"}, "CPU µs / file")
         for source in sources.values():
             source.close()
     finally:

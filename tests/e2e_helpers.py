@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from beamlink.protocol.transfers import TransferInfo
 from beamlink.sdk import Client
 from helpers import CliResult
 
@@ -174,3 +175,21 @@ def scan_tree(tmp_path: Path) -> tuple[Path, Path]:
     (source / "scan 001" / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 17))
     destination.mkdir()
     return source, destination
+
+
+def transfer_scan(person: Person, roots: tuple[Path, Path]) -> TransferInfo:
+    """``beamlink transfer instrument:'scan 001' facility:copy --recursive --verify-checksum --wait``
+    between the collections holding :func:`scan_tree`'s ``roots``, checked: it succeeds, the copy is the
+    source, and all 43 files and the big file's bytes are counted. Returns the transfer."""
+    done = person.cli(
+        "transfer", "instrument:scan 001", "facility:copy", "--recursive", "--verify-checksum", "--wait"
+    )
+    assert done.code == 0, done.stderr + done.stdout
+    assert "SUCCEEDED" in done.stdout
+    source, destination = roots
+    assert tree_digest(destination / "copy") == tree_digest(source / "scan 001")
+    (info,) = person.client.list_transfers()
+    assert info.counts.files == 43
+    assert info.counts.bytes_transferred >= 5 * 1024 * 1024
+    assert info.counts.faults == 0
+    return info

@@ -18,7 +18,7 @@ from beamlink.errors import (
     TransferOntoItself,
 )
 from beamlink.protocol.transfers import TransferCreate, TransferItem, TransferOptions
-from e2e_helpers import Person, scan_tree, tree_digest
+from e2e_helpers import Person, scan_tree, transfer_scan
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +45,7 @@ def test_a_recursive_transfer_copies_the_tree_and_reports_counts(
 ) -> None:
     alice = make_person("alice")
     _two_collections(alice, roots, destination_extra)
-    done = alice.cli(
-        "transfer", "instrument:scan 001", "facility:copy", "--recursive", "--verify-checksum", "--wait"
-    )
-    assert done.code == 0, done.stderr + done.stdout
-    assert "SUCCEEDED" in done.stdout
-    source, destination = roots
-    assert tree_digest(destination / "copy") == tree_digest(source / "scan 001")
-    (info,) = alice.client.list_transfers()
-    assert info.counts.files == 43
-    assert info.counts.bytes_transferred >= 5 * 1024 * 1024
-    assert info.counts.faults == 0
+    transfer_scan(alice, roots)
 
     again = alice.client.submit_transfer(
         TransferCreate(

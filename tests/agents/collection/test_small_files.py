@@ -6,6 +6,7 @@ import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import pytest
@@ -41,7 +42,7 @@ def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
             return real_open(path, flags, *args, **kwargs)
 
         monkeypatch.setattr(os, "open", no_tmpfile)
-        monkeypatch.setattr(small_files, "_tmpfile_works", True)
+        monkeypatch.setattr(small_files, "_no_tmpfile_devices", set())
     return str(request.param)
 
 
@@ -75,3 +76,38 @@ def test_a_damaged_file_leaves_nothing(tmp_path: Path, directory: int, way: str)
     with pytest.raises(ChecksumMismatch, match="arrived damaged"):
         write_small(directory, "f", DATA, expected=("xxh3", "0" * 32))
     assert names(tmp_path) == []
+
+
+def test_a_filesystem_without_unnamed_files_does_not_turn_them_off_for_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second filesystem (/dev/shm)")
+    monkeypatch.setattr(small_files, "_no_tmpfile_devices", set())
+    real_open = os.open
+    tmpfiles: list[int] = []
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            device = os.fstat(kwargs["dir_fd"]).st_dev
+            tmpfiles.append(device)
+            if device == tmp_path.stat().st_dev:
+                raise OSError(errno.EOPNOTSUPP, "not supported")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    with TemporaryDirectory(dir=other) as elsewhere:
+        for place in (tmp_path, Path(elsewhere), tmp_path, Path(elsewhere)):
+            fd = real_open(place, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                write_small(fd, "f", DATA)
+            finally:
+                os.close(fd)
+            assert (place / "f").read_bytes() == DATA
+        # The failing filesystem was tried once, then written by partial name; the other kept unnamed files.
+        assert tmpfiles == [
+            tmp_path.stat().st_dev,
+            Path(elsewhere).stat().st_dev,
+            Path(elsewhere).stat().st_dev,
+        ]

@@ -49,6 +49,9 @@ from beamlink.agents.collection.datawire import (
     BATCH_MAX_BYTES,
     BATCH_MAX_FILE,
     MTIME_HEADER,
+    encode_batch_error,
+    encode_batch_group,
+    encode_batch_header,
     encode_info,
     etag,
 )
@@ -315,25 +318,30 @@ class DataApp:
         for group in groups(paths):
             if out.gone:
                 return
-            frames = await asyncio.to_thread(self._read_group, grant, group, algorithm)
-            await out.body(frames)
+            await out.body(await asyncio.to_thread(self._read_group, grant, group, algorithm))
         await out.body(b"", more=False)
 
     def _read_group(self, grant: DataGrant, paths: list[str], algorithm: str | None) -> bytes:
-        """The frames of ``paths`` (in a worker thread: opening many small files is blocking I/O)."""
-        parts: list[bytes] = []
+        """The group of ``paths`` (in a worker thread: opening many small files is blocking I/O)."""
+        headers: list[bytes] = []
+        contents: list[bytes] = []
         with Directories(DirectoryCache(self.root)) as directories:
             for wire in paths:
                 try:
                     clean = normalize(from_wire(wire))
                     grant.check(to_wire(clean), "read")
-                    header, data = _read_small(directories, clean, algorithm)
+                    data, st = _read_small(directories, clean)
                 except BeamlinkError as exc:
-                    parts.append(json.dumps({"path": wire, "error": exc.to_dict()}).encode() + b"\n")
+                    headers.append(encode_batch_error(wire, exc))
                     continue
-                parts.append(json.dumps({"path": wire, **header}, separators=(",", ":")).encode() + b"\n")
-                parts.append(data)
-        return b"".join(parts)
+                digest = None
+                if algorithm is not None:
+                    hasher = new_hasher(algorithm)
+                    hasher.update(data)
+                    digest = hasher.hexdigest()
+                headers.append(encode_batch_header(wire, st.st_size, st.st_mtime, digest))
+                contents.append(data)
+        return encode_batch_group(headers, contents)
 
 
 _ROUTES: dict[tuple[str, str], _Handler] = {
@@ -363,7 +371,7 @@ def build_app(
 # -- filesystem -----------------------------------------------------------------------------------------
 
 
-def _read_small(directories: Directories, path: str, algorithm: str | None) -> tuple[dict[str, Any], bytes]:
+def _read_small(directories: Directories, path: str) -> tuple[bytes, os.stat_result]:
     fd, st = directories.open_file(path)
     try:
         if st.st_size > BATCH_MAX_FILE:
@@ -371,15 +379,9 @@ def _read_small(directories: Directories, path: str, algorithm: str | None) -> t
                 f"{quoted(path)} has {st.st_size} bytes, too many for a batch; fetch it with GET /v1/files",
                 details={"path": to_wire(path), "size": st.st_size},
             )
-        data = read_file(fd, st.st_size, path)
+        return read_file(fd, st.st_size, path), st
     finally:
         os.close(fd)
-    digest = None
-    if algorithm is not None:
-        hasher = new_hasher(algorithm)
-        hasher.update(data)
-        digest = hasher.hexdigest()
-    return {"size": st.st_size, "mtime": st.st_mtime, "digest": digest}, data
 
 
 def _walk_lines(entries: Iterator[Any]) -> tuple[bytes, bool]:

@@ -14,12 +14,16 @@ File responses carry ``ETag: "<size hex>-<mtime_ns hex>"`` (a changed source sho
 bytes as it sends them and keeps the digest for a while: the checksum of that very range, asked right
 after, is answered from memory (verification without reading the source twice).
 
-A batch response is a sequence of frames, one per requested path, in request order: a JSON header line,
-then exactly ``size`` raw bytes. A path that cannot be read has ``error`` (the usual error body) and no
-bytes::
+A batch response is a sequence of groups of files, in request order (up to 128 files a group). A group is
+one JSON line, the array of its files' headers, then the bytes of those files back to back, exactly
+``size`` bytes each. A path that cannot be read has ``error`` (the usual error body) and no bytes::
 
-    {"path": "a/b.dat", "size": 4096, "mtime": 1718000000.25, "digest": "9f0c..."}\\n<4096 bytes>
-    {"path": "a/gone.dat", "error": {"code": "SOURCE_NOT_FOUND", "message": "...", "details": {...}}}\\n
+    [{"path": "a/b.dat", "size": 4096, "mtime": 1718000000.25, "digest": "9f0c..."},
+     {"path": "a/gone.dat", "error": {"code": "SOURCE_NOT_FOUND", "message": "...", "details": {...}}},
+     {"path": "a/c.dat", "size": 10, "mtime": 1718000000.5, "digest": "77aa..."}]\n<4096 bytes><10 bytes>
+
+(one header line per group rather than per file: parsing a JSON line per 4 KiB file was a fifth of a
+small-file pull's CPU on either side).
 
 A walk that fails after it started ends with a line ``{"error": {...}}`` instead of an entry.
 """
@@ -27,6 +31,8 @@ A walk that fails after it started ends with a line ``{"error": {...}}`` instead
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from json.encoder import encode_basestring_ascii
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +45,11 @@ __all__ = [
     "BATCH_MAX_FILE",
     "BATCH_MAX_PATHS",
     "MTIME_HEADER",
-    "decode_info",
+    "decode_batch_group",
+    "decode_infos",
+    "encode_batch_error",
+    "encode_batch_group",
+    "encode_batch_header",
     "encode_info",
     "error_from_body",
     "etag",
@@ -67,19 +77,60 @@ def etag(size: int, mtime_ns: int) -> str:
 
 def encode_info(info: FileInfo) -> bytes:
     """One NDJSON line of a walk."""
-    body = {"path": to_wire(info.path), "type": info.type, "size": info.size, "mtime": info.mtime}
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    # Formatted by hand: json.dumps of a dict cost more than the walk's own lstat. repr() of a finite
+    # float is valid JSON, and mtimes are finite.
+    return (
+        f'{{"path":{_json_string(to_wire(info.path))},"type":"{info.type}","size":{info.size},'
+        f'"mtime":{info.mtime!r}}}\n'
+    ).encode()
 
 
-def decode_info(line: bytes) -> FileInfo:
-    """The FileInfo of one walk line; a line holding ``error`` raises that error."""
+def encode_batch_header(path: str, size: int, mtime: float, digest: str | None) -> bytes:
+    """The header of one readable file in a batch group (``path`` in wire form)."""
+    shown = "null" if digest is None else f'"{digest}"'
+    return f'{{"path":{_json_string(path)},"size":{size},"mtime":{mtime!r},"digest":{shown}}}'.encode()
+
+
+def encode_batch_error(path: str, error: BeamlinkError) -> bytes:
+    """The header of a file of a batch group that could not be read."""
+    return json.dumps({"path": path, "error": error.to_dict()}, separators=(",", ":")).encode()
+
+
+def encode_batch_group(headers: list[bytes], data: list[bytes]) -> bytes:
+    """One group of a batch response: the header line, then the files' bytes."""
+    return b"[" + b",".join(headers) + b"]\n" + b"".join(data)
+
+
+def decode_batch_group(line: bytes) -> list[dict[str, Any]]:
+    """The headers of a batch group's line (InvalidInput when it is not an array of objects)."""
     try:
-        body: dict[str, Any] = json.loads(line)
-        if "error" in body:
-            raise error_from_body(body["error"])
-        return FileInfo(from_wire(body["path"]), body["type"], int(body["size"]), float(body["mtime"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"the data server sent a malformed walk line: {line[:200]!r}") from exc
+        headers = _decode(line.decode())
+    except ValueError:
+        headers = None
+    if not isinstance(headers, list) or not all(isinstance(h, dict) for h in headers):
+        raise InvalidInput(f"the data server sent a malformed batch group header: {line[:200]!r}")
+    return headers
+
+
+def decode_infos(lines: bytes) -> Iterator[FileInfo]:
+    """The FileInfos of whole walk lines (a block of them, parsed as one JSON array: parsing line by
+    line cost a third of a small-file pull's own CPU); a line holding ``error`` raises that error."""
+    try:
+        bodies: list[dict[str, Any]] = json.loads(b"[" + b",".join(lines.splitlines()) + b"]")
+    except ValueError as exc:
+        raise InvalidInput(f"the data server sent a malformed walk line: {lines[:200]!r}") from exc
+    for body in bodies:
+        try:
+            if "error" in body:
+                raise error_from_body(body["error"])
+            yield FileInfo(from_wire(body["path"]), body["type"], int(body["size"]), float(body["mtime"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"the data server sent a malformed walk line: {body!r:.200}") from exc
+
+
+_json_string = encode_basestring_ascii
+"""A str as a JSON string literal (the C encoder json.dumps uses, without its per-call set-up)."""
+_decode = json.JSONDecoder().decode
 
 
 def error_from_body(body: Any) -> BeamlinkError:

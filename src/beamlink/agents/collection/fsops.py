@@ -316,31 +316,36 @@ def _info(relative: str, st: os.stat_result) -> FileInfo:
 
 
 def _walk_directory(root: CollectionRoot, top: Path) -> Iterator[FileInfo]:
-    # A stack of (directory, its relative path, its sorted names, the next index), not recursion:
-    # trees deeper than Python's recursion limit exist.
-    stack = [(top, "", _sorted_names(root, top), 0)]
+    # A stack of (directory, its relative path + "/", its sorted names, the next index), not recursion:
+    # trees deeper than Python's recursion limit exist. Plain strings, not Paths: with thousands of
+    # small files the walk's own Python cost is a third of a same-host copy's, and pathlib was half of it.
+    stack = [(f"{top}/", "", _sorted_names(root, str(top)), 0)]
     while stack:
-        directory, prefix, names, index = stack.pop()
-        if index >= len(names):
-            continue
-        stack.append((directory, prefix, names, index + 1))
-        name = names[index]
-        relative = f"{prefix}/{name}" if prefix else name
-        child = directory / name
-        try:
-            own = os.lstat(child)
-        except FileNotFoundError:
-            continue  # removed since the scan
-        if stat.S_ISDIR(own.st_mode):
-            yield _info(relative, own)
-            stack.append((child, relative, _sorted_names(root, child), 0))
-        elif stat.S_ISLNK(own.st_mode):
-            yield _link(root, child, relative, own)
+        directory, prefix, names, start = stack[-1]
+        for index in range(start, len(names)):  # resumed where the last visit stopped
+            name = names[index]
+            child = directory + name
+            try:
+                own = os.lstat(child)
+            except FileNotFoundError:
+                continue  # removed since the scan
+            mode = own.st_mode
+            if stat.S_ISREG(mode):
+                yield FileInfo(prefix + name, "file", own.st_size, own.st_mtime)
+            elif stat.S_ISDIR(mode):
+                yield FileInfo(prefix + name, "dir", 0, own.st_mtime)
+                stack[-1] = (directory, prefix, names, index + 1)
+                stack.append((child + "/", f"{prefix}{name}/", _sorted_names(root, child), 0))
+                break
+            elif stat.S_ISLNK(mode):
+                yield _link(root, Path(child), prefix + name, own)
+            else:
+                yield _info(prefix + name, own)
         else:
-            yield _info(relative, own)
+            stack.pop()
 
 
-def _sorted_names(root: CollectionRoot, directory: Path) -> list[str]:
+def _sorted_names(root: CollectionRoot, directory: str) -> list[str]:
     try:
         with os.scandir(directory) as scan:
             return sorted(e.name for e in scan if not is_internal_name(e.name))

@@ -179,11 +179,23 @@ class HttpResponse:
             self._lines = io.BufferedReader(_BodyIO(self), buffer_size=_READ_BUFFER)
         return self._lines
 
-    def lines(self) -> Iterator[bytes]:
-        """The body's lines (each with its newline, the last perhaps without)."""
+    def line_blocks(self) -> Iterator[bytes]:
+        """The body's lines as they arrive, many to a block: each block is whole lines (each with its
+        newline; the body's last line perhaps without), so a reader parses a block at once instead of
+        a line at a time. DataServerUnreachable for a line over 64 KiB."""
         stream = self.stream()
-        while line := stream.readline(_MAX_LINE):
-            yield line
+        rest = b""
+        while block := stream.read1(_READ_BUFFER):
+            cut = block.rfind(b"\n") + 1
+            if cut:
+                yield rest + block[:cut]
+                rest = block[cut:]
+            else:
+                rest += block
+            if len(rest) > _MAX_LINE:
+                raise DataServerUnreachable(f"the data server sent a line of over {_MAX_LINE} bytes")
+        if rest:
+            yield rest
 
     def close(self) -> None:
         """Give the connection back when the body was read to its end, else close it."""

@@ -166,7 +166,7 @@ class Filters:
 
     def selects(self, path: str, type: EntryType) -> bool:
         """Whether the entry at ``path`` takes part in the transfer (the item itself always does)."""
-        if not path:
+        if not path or not (self._exclude or self._include):
             return True
         is_dir = type == "dir"
         if any(match(path, is_dir) for match in self._exclude):
@@ -317,54 +317,63 @@ class _Merge:
         s: FileInfo | None = first
         d = next(destinations, None)
         while s is not None or d is not None:
+            action: Action | None
             if s is not None and _under(s.path, self.prune_source):
                 s = next(sources, None)
-            elif d is not None and _under(d.path, self.prune_destination):
+                continue
+            if d is not None and _under(d.path, self.prune_destination):
                 d = next(destinations, None)
-            elif d is None or (s is not None and _key(s.path) < _key(d.path)):
+                continue
+            if d is None or (s is not None and _key(s.path) < _key(d.path)):
                 assert s is not None
-                yield from self.source_only(s)
+                action = self.source_only(s)
                 s = next(sources, None)
             elif s is None or _key(d.path) < _key(s.path):
-                yield from self.destination_only(d)
+                action = self.destination_only(d)
                 d = next(destinations, None)
             else:
-                yield from self.both(s, d)
+                action = self.both(s, d)
                 s, d = next(sources, None), next(destinations, None)
+            if action is not None:
+                yield action
 
-    def source_only(self, s: FileInfo) -> Iterator[Action]:
+    # Each entry (or pair) gives at most one action: returned, not yielded (a generator per entry was a
+    # third of planning's cost with thousands of small files).
+
+    def source_only(self, s: FileInfo) -> Action | None:
         if not self.filters.selects(s.path, s.type):
             self._prune(source=s)
-        elif s.type == "dir":
-            yield Mkdir(s.path)
-        elif s.type == "file":
-            yield self._copy(s, Reason.MISSING)
-        else:
-            yield Skip(s.path, Reason.NOT_REGULAR)
+            return None
+        if s.type == "file":
+            return self._copy(s, Reason.MISSING)
+        if s.type == "dir":
+            return Mkdir(s.path)
+        return Skip(s.path, Reason.NOT_REGULAR)
 
-    def destination_only(self, d: FileInfo) -> Iterator[Action]:
+    def destination_only(self, d: FileInfo) -> Action | None:
         if not d.path:
-            return  # the item's destination exists and the source does not: plan_sync refused already
+            return None  # the item's destination exists and the source does not: plan_sync refused already
         if not self.filters.selects(d.path, d.type):
             self._prune(destination=d)
         elif self.options.delete_extra:
-            yield DeleteExtra(d.path, d.type)
             self._prune(destination=d)
+            return DeleteExtra(d.path, d.type)
+        return None
 
-    def both(self, s: FileInfo, d: FileInfo) -> Iterator[Action]:
+    def both(self, s: FileInfo, d: FileInfo) -> Action | None:
         if not self.filters.selects(s.path, s.type):
             self._prune(source=s, destination=d)
-        elif s.type == "dir" and d.type == "dir":
-            return
-        elif s.type == "file" and d.type == "file":
-            yield self._compare(s, d)
-        elif s.type not in ("file", "dir"):
-            yield Skip(s.path, Reason.NOT_REGULAR)
+            return None
+        if s.type == "dir" and d.type == "dir":
+            return None
+        if s.type == "file" and d.type == "file":
+            return self._compare(s, d)
+        if s.type not in ("file", "dir"):
             self._prune(destination=d)
-        else:
-            # A file where a directory is, or the reverse: refusing keeps both sides' data.
-            yield TypeConflict(s.path, s.type, d.type)
-            self._prune(source=s, destination=d)
+            return Skip(s.path, Reason.NOT_REGULAR)
+        # A file where a directory is, or the reverse: refusing keeps both sides' data.
+        self._prune(source=s, destination=d)
+        return TypeConflict(s.path, s.type, d.type)
 
     def _compare(self, s: FileInfo, d: FileInfo) -> Action:
         level = self.options.sync_level

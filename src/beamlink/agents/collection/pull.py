@@ -247,7 +247,8 @@ class _Pull:
         try:
             finished = False
             while not finished and not self.stopping.is_set():
-                actions, finished = await self.runner.call(self._plan_step, plan, src, dst)
+                small, actions, finished = await self.runner.call(self._plan_step, plan, src, dst)
+                await self._add_small(small)
                 for action in actions:
                     await self._dispatch(action, src, dst)
                 if len(self._tasks) < spec.concurrency:
@@ -269,17 +270,27 @@ class _Pull:
 
         ``listed`` receives the item's own entry, so errors after it are known to be mid-walk.
         """
-        last: tuple[str, ...] | None = None
+        last: FileInfo | None = None
         retry = 0
         while True:
             try:
-                for info in self.source.walk(path, recursive=recursive):
-                    key = tuple(info.path.split("/")) if info.path else ()
-                    if last is not None and key <= last:
-                        continue  # seen before the stream broke
-                    if last is None:
-                        listed.append(info)
-                    last, retry = key, 0
+                entries = iter(self.source.walk(path, recursive=recursive))
+                if last is None:
+                    first = next(entries, None)
+                    if first is None:
+                        return
+                    listed.append(first)
+                    last = first
+                    yield first
+                else:
+                    seen = _walk_key(last.path)
+                    for info in entries:  # skip what was seen before the stream broke
+                        if _walk_key(info.path) > seen:
+                            last, retry = info, 0
+                            yield info
+                            break
+                for info in entries:
+                    last, retry = info, 0
                     yield info
                 return
             except BeamlinkError as exc:
@@ -288,17 +299,37 @@ class _Pull:
                     raise
                 self.report.retry_wait(exc, retry, path=path)
 
-    def _plan_step(self, plan: Iterator[Action], src: str, dst: str) -> tuple[list[Action], bool]:
+    def _plan_step(
+        self, plan: Iterator[Action], src: str, dst: str
+    ) -> tuple[list[FileJob], list[Action], bool]:
         """Advance the plan (in a worker thread: it walks both sides): do directories and deletions at
-        once, in order, and return the file actions for the workers; True once the plan is done."""
+        once, in order; return the small files to copy (as jobs, for the batches), the other file actions
+        for the workers, and True once the plan is done.
+
+        Small files are made jobs here, and counted once per step, because with thousands of them the
+        orchestrator's own cost per file competes for the one interpreter lock with the threads that
+        copy them.
+        """
+        small: list[FileJob] = []
         work: list[Action] = []
+        planned = planned_bytes = skipped = 0
+        finished = True
         for count, action in enumerate(plan, 1):
-            if isinstance(action, Mkdir):
+            if type(action) is Copy:
+                if not action.path:
+                    self._mkdir_parent(dst, src)
+                planned += 1
+                planned_bytes += action.size
+                if action.size <= SMALL_FILE:
+                    small.append(_job(action, src, dst))
+                else:
+                    work.append(action)
+            elif isinstance(action, Mkdir):
                 self._mkdir(_join(dst, action.path), _join(src, action.path))
             elif isinstance(action, DeleteExtra):
                 self._delete_extra(_join(dst, action.path), action)
             elif isinstance(action, Skip):
-                self.report.counters.add(skipped=1)
+                skipped += 1
             elif isinstance(action, TypeConflict):
                 where = quoted(_join(dst, action.path))
                 exc = Conflict(
@@ -310,12 +341,12 @@ class _Pull:
             else:
                 if not action.path:
                     self._mkdir_parent(dst, src)
-                if isinstance(action, Copy):
-                    self.report.counters.add(files_planned=1, bytes_planned=action.size)
                 work.append(action)
             if count >= _PLAN_STEP or self.stopping.is_set():
-                return work, False
-        return work, True
+                finished = False
+                break
+        self.report.counters.add(files_planned=planned, bytes_planned=planned_bytes, skipped=skipped)
+        return small, work, finished
 
     def _mkdir(self, path: str, source_path: str) -> None:
         try:
@@ -351,17 +382,19 @@ class _Pull:
         if self.stopping.is_set():
             return
         if isinstance(action, CompareChecksum):
-            job = FileJob(_join(src, action.path), _join(dst, action.path), action.size, action.mtime or 0.0)
-            await self._spawn(self.files.compare(job))
+            await self._spawn(self.files.compare(_job(action, src, dst)))
         elif isinstance(action, Copy):
-            job = FileJob(_join(src, action.path), _join(dst, action.path), action.size, action.mtime or 0.0)
-            if action.size <= SMALL_FILE:
-                self._batch.append(job)
-                self._batch_bytes += action.size
-                if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
-                    await self._flush_batch()
-            else:
-                await self._spawn(self.files.copy(job))
+            await self._spawn(self.files.copy(_job(action, src, dst)))
+
+    async def _add_small(self, jobs: list[FileJob]) -> None:
+        """Gather small files into batches, sending each batch off when full."""
+        for job in jobs:
+            if self.stopping.is_set():
+                return
+            self._batch.append(job)
+            self._batch_bytes += job.size
+            if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+                await self._flush_batch()
 
     async def _flush_batch(self) -> None:
         if self._batch and not self.stopping.is_set():
@@ -388,6 +421,14 @@ class _Pull:
         except Exception as exc:  # a bug: record it against the transfer rather than lose it
             log.exception("transfer worker task failed")
             self.report.fault("", "", BeamlinkError(f"internal error in the transfer worker: {exc!r}"))
+
+
+def _walk_key(path: str) -> tuple[str, ...]:
+    return tuple(path.split("/")) if path else ()
+
+
+def _job(action: Copy | CompareChecksum, src: str, dst: str) -> FileJob:
+    return FileJob(_join(src, action.path), _join(dst, action.path), action.size, action.mtime or 0.0)
 
 
 def _join(base: str, path: str) -> str:

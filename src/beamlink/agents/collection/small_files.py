@@ -171,7 +171,7 @@ def write_small(
     writer has its own inode). 20,000 files of 4 KiB were written ~20 % faster so. Replacing an existing
     file, and filesystems without ``O_TMPFILE``, take the partial name.
     """
-    if _tmpfile_works and _publish_new(directory, name, data, mtime, expected):
+    if _tmpfile_may_work(directory) and _publish_new(directory, name, data, mtime, expected):
         return
     partial, journal = partial_names(name)
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a planted symlink
@@ -208,8 +208,18 @@ def write_small(
         os.close(fd)
 
 
-_tmpfile_works = True
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.EPERM}
+_no_tmpfile_devices: set[int] = set()
+"""Filesystems (``st_dev``) found unable to make or link an unnamed file: they take the partial name."""
+
+
+def _tmpfile_may_work(directory: int) -> bool:
+    # Costs nothing until some filesystem has failed (then one fstat per file).
+    return not _no_tmpfile_devices or os.fstat(directory).st_dev not in _no_tmpfile_devices
+
+
+def _no_tmpfile_here(directory: int) -> None:
+    _no_tmpfile_devices.add(os.fstat(directory).st_dev)
 
 
 def _publish_new(
@@ -217,13 +227,12 @@ def _publish_new(
 ) -> bool:
     """:func:`write_small` through an unnamed file; False (nothing written) when ``name`` exists or the
     filesystem cannot do it."""
-    global _tmpfile_works
     try:
         fd = os.open(".", os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, 0o666, dir_fd=directory)
     except OSError as exc:
         if exc.errno not in _NO_TMPFILE:
             raise
-        _tmpfile_works = False
+        _no_tmpfile_here(directory)
         return False
     try:
         _fill(fd, name, data, mtime, expected)
@@ -235,7 +244,7 @@ def _publish_new(
         except OSError as exc:
             if exc.errno not in _NO_TMPFILE:
                 raise
-            _tmpfile_works = False
+            _no_tmpfile_here(directory)
             return False
     finally:
         os.close(fd)

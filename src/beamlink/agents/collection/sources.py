@@ -22,8 +22,10 @@ from typing import Any, Protocol
 
 from beamlink.agents.collection.checksums import hash_file
 from beamlink.agents.collection.datawire import (
+    BATCH_MAX_FILE,
     MTIME_HEADER,
-    decode_info,
+    decode_batch_group,
+    decode_infos,
     error_from_body,
     url_path,
 )
@@ -47,6 +49,9 @@ __all__ = [
     "TransferStopped",
     "is_transient",
 ]
+
+_GROUP_LINE_MAX = 4 << 20
+"""Longest header line of a batch group the client reads (128 headers of long, escaped names fit)."""
 
 RangeSink = Callable[[bytearray, int], None]
 """Takes each piece of a range as it arrives: the first ``n`` bytes of the (reused) buffer."""
@@ -154,8 +159,8 @@ class SourceClient:
         """The transfer walk of ``path`` on the source, streamed (see :func:`.fsops.walk`)."""
         response = self._request("GET", url_path("walk", path) + f"?recursive={int(recursive)}")
         with response:
-            for line in response.lines():
-                yield decode_info(line)
+            for block in response.line_blocks():
+                yield from decode_infos(block)
 
     def checksum(self, path: str, algorithm: str, *, start: int = 0, length: int | None = None) -> str:
         """The digest of ``length`` bytes of ``path`` from ``start`` (the rest of the file when None)."""
@@ -218,20 +223,44 @@ class SourceClient:
         response = self._request("POST", "/v1/batch", {"Content-Type": "application/json"}, body)
         with response:
             stream = response.stream()
-            for _ in paths:
-                line = stream.readline(1 << 20)
+            left = len(paths)
+            while left:
+                line = stream.readline(_GROUP_LINE_MAX)
                 if not line.endswith(b"\n"):
                     raise DataServerUnreachable("a batch response from the data server broke off")
-                header = json.loads(line)
-                name = from_wire(header["path"])
-                if "error" in header:
-                    yield BatchFile(name, error=error_from_body(header["error"]))
-                    continue
-                size = int(header["size"])
-                data = stream.read(size) if size else b""
-                if len(data) != size:
+                headers = decode_batch_group(line)
+                if not 0 < len(headers) <= left:
+                    raise DataServerUnreachable(
+                        "a batch response from the data server does not match the request"
+                    )
+                left -= len(headers)
+                try:
+                    sizes = [0 if "error" in header else int(header["size"]) for header in headers]
+                except (KeyError, TypeError, ValueError):
+                    raise DataServerUnreachable(
+                        f"the data server sent a malformed batch header: {line[:200]!r}"
+                    ) from None
+                total = sum(sizes)
+                if total > len(sizes) * BATCH_MAX_FILE:
+                    raise DataServerUnreachable(
+                        "a batch group from the data server is larger than a batch may be"
+                    )
+                payload = stream.read(total) if total else b""
+                if len(payload) != total:
                     raise DataServerUnreachable("a batch response from the data server broke off")
-                yield BatchFile(name, size, float(header["mtime"]), data, header.get("digest"))
+                offset = 0
+                for header, size in zip(headers, sizes, strict=True):
+                    name = from_wire(header["path"])
+                    if "error" in header:
+                        yield BatchFile(name, error=error_from_body(header["error"]))
+                        continue
+                    data = payload[offset : offset + size]
+                    offset += size
+                    yield BatchFile(name, size, float(header["mtime"]), data, header.get("digest"))
+            # Read to the end of the body (its last, empty chunk), so the connection goes back to the
+            # pool: otherwise every batch paid for a new connection on both sides.
+            if stream.read(1):
+                raise DataServerUnreachable("a batch response from the data server has bytes after its files")
 
     def _request(
         self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""

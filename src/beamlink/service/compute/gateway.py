@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -38,15 +38,13 @@ from beamlink.protocol.compute import TaskResult
 from beamlink.service import agent_rows
 from beamlink.service.compute import endpoints, tasks
 from beamlink.service.compute.models import Endpoint
+from beamlink.service.connection import Close, Send
 from beamlink.service.state import ServiceState
 
 __all__ = ["AgentSession"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-Send = Callable[[str], Awaitable[None]]
-Close = Callable[[int, str], Awaitable[None]]
 
 
 class AgentSession:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,14 +30,12 @@ from beamlink.service.auth.principal import Principal
 from beamlink.service.compute import tasks
 from beamlink.service.compute.hub import AgentLink
 from beamlink.service.compute.models import Task
+from beamlink.service.connection import Close, Send
 from beamlink.service.state import ServiceState
 
 __all__ = ["GroupWatch", "TaskSession", "submit", "watch_group"]
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[str], Awaitable[None]]
-Close = Callable[[int, str], Awaitable[None]]
 
 
 async def submit(state: ServiceState, principal: Principal, batch: TaskBatch) -> TaskBatchCreated:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -34,6 +34,7 @@ from beamlink.protocol.transfers import (
     TransferTokenRequest,
 )
 from beamlink.service import agent_rows
+from beamlink.service.connection import Close, Send
 from beamlink.service.state import ServiceState
 from beamlink.service.transfer import collections, transfers
 from beamlink.service.transfer.models import Collection
@@ -42,9 +43,6 @@ __all__ = ["CollectionSession"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-Send = Callable[[str], Awaitable[None]]
-Close = Callable[[int, str], Awaitable[None]]
 
 
 class CollectionSession:
