@@ -1,7 +1,7 @@
 """Data-plane throughput: one large file and many small files, agent to agent over loopback and same host.
 
-    .venv/bin/python benchmarks/transfer.py [--size-mib 2048] [--files 20000] [--runs 3]
-                                                       [--concurrency 8] [--chunk-mib 64] [--dir DIR]
+    .venv/bin/python benchmarks/transfer.py [--size-mib 2048] [--files 20000] [--runs 3] [--warmup 1]
+                                            [--concurrency 8] [--chunk-mib 64] [--dir DIR] [--only large|small]
 
 The source's data server runs in a separate process (as the source agent would), the pull in this one.
 Each case runs ``--runs`` times; the median is printed, with the range. Before every run the page cache's
@@ -16,7 +16,10 @@ Baselines on the same files: ``cp`` for the large file, ``cp -r`` and ``rsync -a
 Targets (reference §A9): same host >= 80 % of cp (shown against cp + sync too: a network pull flushes
 each chunk); loopback >= 1 GB/s; small files >= rsync's files/s; verify_checksum <= 15 % extra time.
 The machine's other load shows in the spread of the runs: compare rows of one invocation, not across
-invocations.
+invocations. Beside each rate is the median CPU time per GB or per file of every process doing the work
+(this one, the data server, cp or rsync with their children): on the 2-vCPU test VM the rates of one
+case swung 3-5x within an invocation (neighbours, the virtual disk, guest memory touched for the first
+time), its CPU time far less. ``--warmup`` rounds (default 1) run first and are not counted.
 """
 
 from __future__ import annotations
@@ -90,18 +93,22 @@ class Case:
 
 
 def run_interleaved(
-    cases: list[Case], runs: int, prepare: Callable[[], Path], server: psutil.Process
+    cases: list[Case], runs: int, warmup: int, prepare: Callable[[], Path], server: psutil.Process
 ) -> None:
-    """Run 1 of every case, then run 2 of every case, ...: slow spells of the machine hit all alike."""
-    for _ in range(runs):
+    """Run 1 of every case, then run 2 of every case, ...: slow spells of the machine hit all alike.
+
+    The first ``warmup`` rounds are not counted: on the test VM every case of the first round ran at a
+    fifth of its later speed, cp and rsync included (guest memory touched for the first time)."""
+    for round_ in range(warmup + runs):
         for case in cases:
             target = prepare()
             subprocess.run(["sync"], check=True)
             before = _cpu_seconds(server)
             started = time.perf_counter()
             case.action(target)
-            case.samples.append(time.perf_counter() - started)
-            case.cpu.append(_cpu_seconds(server) - before)
+            if round_ >= warmup:
+                case.samples.append(time.perf_counter() - started)
+                case.cpu.append(_cpu_seconds(server) - before)
 
 
 def _cpu_seconds(server: psutil.Process) -> float:
@@ -143,6 +150,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=2048)
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--chunk-mib", type=int, default=64)
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temporary one)")
@@ -206,7 +214,10 @@ def main() -> None:
             return cases
 
         if args.only in (None, "large"):
-            print(f"\n-- one {args.size_mib} MiB file, {args.runs} runs interleaved --")
+            print(
+                f"\n-- one {args.size_mib} MiB file, {args.runs} runs interleaved after {args.warmup} "
+                "not counted --"
+            )
             big = source_root / "big.bin"
             large = [
                 Case("cp (baseline)", lambda to: _run("cp", big, to)),
@@ -216,21 +227,26 @@ def main() -> None:
             # Nothing is deleted while measuring when the disk has room: deleting each 2 GiB copy before
             # the next case made the first loopback case after a cp or same-host one run at a third of
             # its speed, whichever mode it was (0.4-0.8 GB/s there, 1.5-1.8 GB/s elsewhere).
-            room = shutil.disk_usage(destination).free > size * len(large) * args.runs * 1.1
+            room = shutil.disk_usage(destination).free > size * len(large) * (args.warmup + args.runs) * 1.1
             if not room:
                 print("  (too little free disk to keep every copy: each run deletes the one before)")
-            run_interleaved(large, args.runs, functools.partial(fresh, keep_earlier=room), served)
+            run_interleaved(
+                large, args.runs, args.warmup, functools.partial(fresh, keep_earlier=room), served
+            )
             baselines = {"cp": "cp (baseline)", "cp+sync": "cp + sync (baseline)"}
             report(large, size / 1e9, "GB/s", baselines, "CPU s / GB")
         if args.only in (None, "small"):
-            print(f"\n-- {args.files} x 4 KiB files in 20 directories, {args.runs} runs interleaved --")
+            print(
+                f"\n-- {args.files} x 4 KiB files in 20 directories, {args.runs} runs interleaved after "
+                f"{args.warmup} not counted --"
+            )
             small = source_root / "small"
             many = [
                 Case("cp -r (baseline)", lambda to: _run("cp", "-r", small, to)),
                 Case("rsync -a (baseline)", lambda to: _run("rsync", "-a", small, to)),
                 *pulls("small", True),
             ]
-            run_interleaved(many, args.runs, functools.partial(fresh, keep_earlier=True), served)
+            run_interleaved(many, args.runs, args.warmup, functools.partial(fresh, keep_earlier=True), served)
             report(many, args.files, "files/s", {"rsync": "rsync -a (baseline)"}, "CPU µs / file")
         for source in sources.values():
             source.close()

@@ -231,8 +231,11 @@ class PartialWrite:
 
     def _start_over(self) -> None:
         self._done.clear()
-        # Truncating to 0 first turns old bytes into a hole, so unwritten ranges read as zeros.
-        os.ftruncate(self.fileno(), 0)
+        # Truncating to 0 first turns old bytes into a hole, so unwritten ranges read as zeros. Only when
+        # there are old bytes: on ext4 a truncation to 0 marks the file to be flushed when it is closed
+        # (auto_da_alloc), which made a 2 GiB same-host copy's close write the whole file back.
+        if os.fstat(self.fileno()).st_size:
+            os.ftruncate(self.fileno(), 0)
         os.ftruncate(self.fileno(), self.size)
         if self.chunk_count <= 1:
             self.journal_path.unlink(missing_ok=True)
