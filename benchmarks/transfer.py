@@ -1,7 +1,7 @@
 """Data-plane throughput: one large file and many small files, agent to agent over loopback and same host.
 
     .venv/bin/python benchmarks/transfer.py [--size-mib 2048] [--files 20000] [--runs 3] [--warmup 1]
-                                            [--concurrency 8] [--chunk-mib 64] [--dir DIR] [--only large|small]
+                                  [--concurrency 8] [--chunk-mib 64] [--dir DIR] [--only large|small]
 
 The source's data server runs in a separate process (as the source agent would), the pull in this one.
 Each case runs ``--runs`` times; the median is printed, with the range. Before every run the page cache's
