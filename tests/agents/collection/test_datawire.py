@@ -124,10 +124,24 @@ HEADER = encode_batch_header("a", 3, 1.0, None)
         (encode_batch_group([HEADER, HEADER, HEADER], [b"abc"] * 3), "does not match the request"),
         (b"[]\n", "does not match the request"),
         (b'[{"path": "a", "size": "many"}]\n', "malformed batch header"),
-        (b'[{"path": "a", "size": 99999999999}]\n', "larger than a batch may be"),
+        (b'[{"path": "a", "size": -3, "mtime": 1}]\n', "malformed batch header"),
+        (b'[{"path": "a", "size": 3}]\nabc', "malformed batch header"),  # no mtime
+        (b'[{"path": "bad\\\\q", "size": 0, "mtime": 1}]\n', "malformed batch header"),  # a stray backslash
+        (b'[{"path": "a", "size": 99999999999, "mtime": 1}]\n', "larger than a batch may be"),
         (encode_batch_group([HEADER, HEADER], [b"abc", b"abc"]) + b"extra", "bytes after its files"),
     ],
-    ids=["empty", "short", "too many", "no headers", "bad size", "oversized", "trailing bytes"],
+    ids=[
+        "empty",
+        "short",
+        "too many",
+        "no headers",
+        "bad size",
+        "negative size",
+        "no mtime",
+        "bad name",
+        "oversized",
+        "trailing bytes",
+    ],
 )
 def test_the_client_refuses_a_batch_response_that_breaks_the_format(body: bytes, message: str) -> None:
     for url in _serve_once(body):

@@ -34,7 +34,7 @@ from beamlink.agents.collection.http11 import ConnectionPool, DataServerUnreacha
 from beamlink.agents.collection.partial import CopyResult, copy_local
 from beamlink.agents.collection.paths import CollectionRoot, from_wire, quoted, to_wire
 from beamlink.agents.collection.plan import FileInfo
-from beamlink.errors import BeamlinkError, SourceChanged, error_from_payload
+from beamlink.errors import BeamlinkError, InvalidInput, SourceChanged, error_from_payload
 
 __all__ = [
     "BatchFile",
@@ -234,12 +234,7 @@ class SourceClient:
                         "a batch response from the data server does not match the request"
                     )
                 left -= len(headers)
-                try:
-                    sizes = [0 if "error" in header else int(header["size"]) for header in headers]
-                except (KeyError, TypeError, ValueError):
-                    raise DataServerUnreachable(
-                        f"the data server sent a malformed batch header: {line[:200]!r}"
-                    ) from None
+                names, sizes, mtimes = _group_entries(headers, line)
                 total = sum(sizes)
                 if total > len(sizes) * BATCH_MAX_FILE:
                     raise DataServerUnreachable(
@@ -249,14 +244,13 @@ class SourceClient:
                 if len(payload) != total:
                     raise DataServerUnreachable("a batch response from the data server broke off")
                 offset = 0
-                for header, size in zip(headers, sizes, strict=True):
-                    name = from_wire(header["path"])
+                for header, name, size, mtime in zip(headers, names, sizes, mtimes, strict=True):
                     if "error" in header:
                         yield BatchFile(name, error=error_from_body(header["error"]))
                         continue
                     data = payload[offset : offset + size]
                     offset += size
-                    yield BatchFile(name, size, float(header["mtime"]), data, header.get("digest"))
+                    yield BatchFile(name, size, mtime, data, header.get("digest"))
             # Read to the end of the body (its last, empty chunk), so the connection goes back to the
             # pool: otherwise every batch paid for a new connection on both sides.
             if stream.read(1):
@@ -289,6 +283,20 @@ def _error(response: HttpResponse) -> BeamlinkError:
     except (ValueError, BeamlinkError):
         payload = f"status {response.status}"
     return error_from_payload(response.status, payload)
+
+
+def _group_entries(headers: list[dict[str, Any]], line: bytes) -> tuple[list[str], list[int], list[float]]:
+    """The names, sizes and mtimes of a batch group's headers (0 for a file that could not be read)."""
+    malformed = f"the data server sent a malformed batch header: {line[:200]!r}"
+    try:
+        names = [from_wire(header["path"]) for header in headers]
+        sizes = [0 if "error" in header else int(header["size"]) for header in headers]
+        mtimes = [0.0 if "error" in header else float(header["mtime"]) for header in headers]
+    except (KeyError, TypeError, ValueError, InvalidInput):
+        raise DataServerUnreachable(malformed) from None
+    if min(sizes) < 0:
+        raise DataServerUnreachable(malformed)
+    return names, sizes, mtimes
 
 
 def _content_range(response: HttpResponse, path: str) -> tuple[int, int]:
