@@ -35,7 +35,13 @@ from typing import Any
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from beamlink.agents.collection.checksums import DEFAULT_ALGORITHM, check_algorithm, hash_fd, new_hasher
+from beamlink.agents.collection.checksums import (
+    DEFAULT_ALGORITHM,
+    check_algorithm,
+    hash_bytes,
+    hash_fd,
+    new_hasher,
+)
 from beamlink.agents.collection.datarequest import (
     DataRequest,
     RangeNotSatisfiable,
@@ -334,11 +340,7 @@ class DataApp:
                 except BeamlinkError as exc:
                     headers.append(encode_batch_error(wire, exc))
                     continue
-                digest = None
-                if algorithm is not None:
-                    hasher = new_hasher(algorithm)
-                    hasher.update(data)
-                    digest = hasher.hexdigest()
+                digest = None if algorithm is None else hash_bytes(data, algorithm)
                 headers.append(encode_batch_header(wire, st.st_size, st.st_mtime, digest))
                 contents.append(data)
         return encode_batch_group(headers, contents)
