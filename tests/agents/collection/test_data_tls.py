@@ -135,6 +135,24 @@ def test_a_client_trusting_the_ca_reads_ranges_and_batches_over_tls(https_port: 
     by_name.close()
 
 
+def test_ranges_over_tls_are_encrypted_here_not_sent_by_sendfile(
+    https_port: int, ca: TestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = os.sendfile
+    monkeypatch.setattr(os, "sendfile", lambda *args: calls.append(args[3]) or real(*args))
+    client = trusting(ca, f"https://127.0.0.1:{https_port}")
+    try:
+        got = bytearray()
+        client.read_range(
+            "big.bin", 5, len(BIG) - 5, lambda b, n: got.extend(b[:n]), buffer=bytearray(1 << 16)
+        )
+    finally:
+        client.close()
+    assert bytes(got) == BIG[5:]
+    assert calls == []
+
+
 def test_the_data_server_speaks_tls_1_2_or_later_only(https_port: int, root: Path, issued: Issued) -> None:
     context = server_tls(root, issued)
     assert context is not None

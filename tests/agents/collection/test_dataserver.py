@@ -135,6 +135,25 @@ def test_a_range_answers_206_with_exactly_its_bytes(served: Served, spec: str, s
     assert reply.headers["content-length"] == str(end - start)
 
 
+def test_ranges_go_by_sendfile_unless_the_server_hashes_them(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    real = os.sendfile
+
+    def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        sent.append(real(out_fd, in_fd, offset, count))
+        return sent[-1]
+
+    monkeypatch.setattr(os, "sendfile", counting)
+    assert served.get("/v1/files/data.bin", Range="bytes=1000-").body == DATA[1000:]
+    assert sum(sent) == len(DATA) - 1000
+    # Asked to hash the range, the server reads it once and both hashes and sends what it read.
+    sent.clear()
+    assert served.get("/v1/files/data.bin?digest=xxh3").body == DATA
+    assert sent == []
+
+
 @pytest.mark.parametrize("spec", ["bytes=300000-", "bytes=400000-400010", "bytes=-0"])
 def test_a_range_past_the_end_answers_416(served: Served, spec: str) -> None:
     reply = served.get("/v1/files/data.bin", Range=spec)
