@@ -366,6 +366,14 @@ class SourceChanged(Conflict):
     status = 409
 
 
+class DataProtocolMismatch(Conflict):
+    """Two collection agents speak different versions of the data plane (different beamlink versions);
+    retrying cannot help."""
+
+    code = "DATA_PROTOCOL_MISMATCH"
+    status = 409
+
+
 class CollectionOffline(ServiceUnavailable):
     """The collection's agent is not connected to the service."""
 

@@ -20,7 +20,7 @@ import pytest
 
 from beamlink.agents.collection.checksums import hash_bytes, hash_file
 from beamlink.agents.collection.dataserver import DataServer
-from beamlink.agents.collection.datawire import url_path
+from beamlink.agents.collection.datawire import PROTOCOL_VERSION, url_path
 from beamlink.agents.collection.fsops import walk
 from beamlink.agents.collection.http11 import ConnectionPool, DataServerUnreachable
 from beamlink.agents.collection.paths import CollectionRoot
@@ -374,6 +374,21 @@ def test_names_that_are_not_utf8_work_in_every_route(served: Served) -> None:
     finally:
         client.close()
     assert served.get("/v1/files/caf%E9").json()["code"] == "INVALID_INPUT"  # raw non-UTF-8 in the URL
+
+
+def test_every_answer_names_the_data_protocol_and_another_version_is_refused(served: Served) -> None:
+    for target in ("/v1/files/data.bin", "/v1/stat/dir", "/v1/files/missing", "/v1/nowhere"):
+        assert served.get(target).headers["x-beamlink-data-protocol"] == str(PROTOCOL_VERSION)
+    # A client of another version is told so, whatever it asks: nothing of it is misread.
+    refused = served.get("/v1/walk/dir?recursive=1", X_Beamlink_Data_Protocol="1")
+    assert refused.status == 409
+    assert refused.json()["code"] == "DATA_PROTOCOL_MISMATCH"
+    assert refused.json()["message"].startswith(
+        f"the pulling agent speaks data protocol '1' and this data server speaks {PROTOCOL_VERSION}"
+    )
+    # Without the header (the service's download route, curl) file ranges are served as before.
+    assert served.get("/v1/files/data.bin", Range="bytes=0-9").body == DATA[:10]
+    assert served.get("/v1/files/data.bin", X_Beamlink_Data_Protocol=str(PROTOCOL_VERSION)).body == DATA
 
 
 def test_unknown_routes_and_methods(served: Served) -> None:

@@ -3,15 +3,20 @@ reads them, and what the client does with a data server that sends something els
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from beamlink.agents.collection.datawire import (
+    PROTOCOL_VERSION,
+    check_protocol,
     decode_batch_group,
     decode_infos,
     encode_batch_error,
@@ -20,10 +25,11 @@ from beamlink.agents.collection.datawire import (
     encode_info,
 )
 from beamlink.agents.collection.http11 import DataServerUnreachable
-from beamlink.agents.collection.paths import to_wire
+from beamlink.agents.collection.paths import CollectionRoot, to_wire
 from beamlink.agents.collection.plan import FileInfo
-from beamlink.agents.collection.sources import SourceClient
-from beamlink.errors import InvalidInput, SourceNotFound
+from beamlink.agents.collection.pull import TransferSpec, TransferStatus, run_transfer
+from beamlink.agents.collection.sources import SourceClient, is_transient
+from beamlink.errors import DataProtocolMismatch, InvalidInput, SourceNotFound
 
 ODD = os.fsdecode(b'caf\xe9 \xff \\ "quoted" \xc3\xa9.dat')  # not UTF-8, a backslash, quotes, é
 
@@ -83,8 +89,9 @@ def test_a_malformed_batch_group_line_is_invalid_input(line: bytes) -> None:
 # -- a data server that misbehaves -----------------------------------------------------------------------
 
 
-def _serve_once(body: bytes) -> Iterator[str]:
-    """A server on a free port that answers one request with a chunked 200 carrying ``body``."""
+def _serve_once(body: bytes, version: bytes | None = b"2") -> Iterator[str]:
+    """A server on a free port that answers one request with a chunked 200 carrying ``body``, announcing
+    data protocol ``version`` (none when None)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -96,13 +103,16 @@ def _serve_once(body: bytes) -> Iterator[str]:
             while b"\r\n\r\n" not in request:
                 request += conn.recv(65536)
             head, _, rest = request.partition(b"\r\n\r\n")
-            length = int(
-                next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
-            )
+            lengths = [
+                h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")
+            ]
+            length = int(lengths[0]) if lengths else 0
             while len(rest) < length:
                 rest += conn.recv(65536)
             chunk = f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b""
-            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk + b"0\r\n\r\n")
+            announce = b"" if version is None else b"X-Beamlink-Data-Protocol: " + version + b"\r\n"
+            head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + announce + b"\r\n"
+            conn.sendall(head + chunk + b"0\r\n\r\n")
 
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
@@ -151,3 +161,51 @@ def test_the_client_refuses_a_batch_response_that_breaks_the_format(body: bytes,
                 list(client.read_batch(["a", "a"]))
         finally:
             client.close()
+
+
+@pytest.mark.parametrize(
+    ("version", "named"),
+    [
+        (None, "data protocol 1 (it announces no version)"),
+        (b"3", "data protocol '3'"),
+        (b"two", "data protocol 'two'"),
+    ],
+)
+def test_the_client_refuses_a_data_server_of_another_protocol_version(
+    version: bytes | None, named: str
+) -> None:
+    for url in _serve_once(encode_batch_group([HEADER], [b"abc"]), version):
+        client = SourceClient(url, "token")
+        try:
+            with pytest.raises(DataProtocolMismatch) as caught:
+                list(client.read_batch(["a"]))
+        finally:
+            client.close()
+        message = caught.value.message
+        assert f"the data server at {url} speaks {named} and this agent speaks {PROTOCOL_VERSION}" in message
+        assert "install the same version on both hosts" in message
+        assert not is_transient(caught.value)  # a transfer fails at once with this, it does not retry
+
+
+def test_the_protocol_check_accepts_only_this_version() -> None:
+    check_protocol(str(PROTOCOL_VERSION), server=False, where="x")
+    check_protocol(f" {PROTOCOL_VERSION} ", server=True, where="")
+    with pytest.raises(
+        DataProtocolMismatch, match="the pulling agent speaks data protocol '1' and this data server"
+    ):
+        check_protocol("1", server=True, where="")
+
+
+def test_a_transfer_from_a_data_server_of_another_version_fails_at_once(tmp_path: Path) -> None:
+    for url in _serve_once(b"", version=b"1"):
+        client = SourceClient(url, "token")
+        spec = TransferSpec(items=[("data", "data", True)])
+        started = time.monotonic()
+        try:
+            summary = asyncio.run(run_transfer(spec, local=CollectionRoot(tmp_path), source=client))
+        finally:
+            client.close()
+        assert summary.status is TransferStatus.FAILED
+        assert "speaks data protocol '1'" in (summary.reason or "")
+        assert time.monotonic() - started < 5  # not retried with backoff
+        assert list(tmp_path.iterdir()) == []

@@ -58,6 +58,9 @@ from beamlink.agents.collection.datawire import (
     BATCH_MAX_BYTES,
     BATCH_MAX_FILE,
     MTIME_HEADER,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    check_protocol,
     encode_batch_error,
     encode_batch_group,
     encode_batch_header,
@@ -83,6 +86,7 @@ __all__ = ["DataApp", "DataServer", "RangeNotSatisfiable", "build_app"]
 log = logging.getLogger(__name__)
 
 _PIECE = 1 << 20
+_PROTOCOL = (PROTOCOL_HEADER.encode(), str(PROTOCOL_VERSION).encode())
 _WALK_BATCH = 2000
 
 
@@ -119,6 +123,7 @@ class _Sender:
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
+        headers.append(_PROTOCOL)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool = True) -> None:
@@ -201,6 +206,8 @@ class DataApp:
         sender = _Sender(send, zero_copy=ZERO_COPY_SEND in scope.get("extensions", ()))
         try:
             request = parse_request(scope)
+            if (version := request.headers.get(_PROTOCOL[0])) is not None:
+                check_protocol(version.decode("latin-1"), server=True, where="")
             grant = self._grant(request)
             handler = _ROUTES.get((request.method, request.route))
             if handler is None:

@@ -26,6 +26,13 @@ one JSON line, the array of its files' headers, then the bytes of those files ba
 small-file pull's CPU on either side).
 
 A walk that fails after it started ends with a line ``{"error": {...}}`` instead of an entry.
+
+**Versions.** Every response carries ``X-Beamlink-Data-Protocol: <PROTOCOL_VERSION>``, and the client
+sends its own in every request. Either side refuses a peer of another version with
+DataProtocolMismatch (409, not retried), naming both versions and the fix, instead of misreading its
+bytes. A server without the header predates versions (protocol 1: a JSON line per file in a batch). A
+request without it is answered as usual: the service's download route and plain HTTP clients only read
+file ranges, which every version serves alike. Raise the version with every incompatible change.
 """
 
 from __future__ import annotations
@@ -38,13 +45,16 @@ from urllib.parse import quote
 
 from beamlink.agents.collection.paths import from_wire, to_wire
 from beamlink.agents.collection.plan import FileInfo
-from beamlink.errors import BeamlinkError, InvalidInput, error_from_payload
+from beamlink.errors import BeamlinkError, DataProtocolMismatch, InvalidInput, error_from_payload
 
 __all__ = [
     "BATCH_MAX_BYTES",
     "BATCH_MAX_FILE",
     "BATCH_MAX_PATHS",
     "MTIME_HEADER",
+    "PROTOCOL_HEADER",
+    "PROTOCOL_VERSION",
+    "check_protocol",
     "decode_batch_group",
     "decode_infos",
     "encode_batch_error",
@@ -57,12 +67,33 @@ __all__ = [
 ]
 
 MTIME_HEADER = "x-beamlink-mtime"
+PROTOCOL_HEADER = "x-beamlink-data-protocol"
+PROTOCOL_VERSION = 2
+"""This format's version (above): 2 since batches carry one header line per group of files."""
 
 BATCH_MAX_PATHS = 10_000
 BATCH_MAX_FILE = 16 << 20
 """Largest file a batch carries: bigger ones go by range GETs (and must not sit whole in memory)."""
 BATCH_MAX_BYTES = 4 << 20
 """Largest request body of ``POST /v1/batch`` (the path list)."""
+
+
+def check_protocol(announced: str | None, *, server: bool, where: str) -> None:
+    """DataProtocolMismatch unless the peer's ``announced`` version (its protocol header, None when it
+    sent none) is ours. ``server``: whether this side is the data server; ``where`` names the server."""
+    if announced is not None and announced.strip() == str(PROTOCOL_VERSION):
+        return
+    theirs = "1 (it announces no version)" if announced is None else repr(announced.strip())
+    if server:
+        mine, peer = "this data server", "the pulling agent"
+    else:
+        mine, peer = "this agent", f"the data server at {where}"
+    raise DataProtocolMismatch(
+        f"{peer} speaks data protocol {theirs} and {mine} speaks {PROTOCOL_VERSION}: the two collection "
+        "agents run different beamlink versions; install the same version on both hosts and restart their "
+        "collections (`beamlink collection restart NAME`)",
+        details={"peer_version": announced, "version": PROTOCOL_VERSION},
+    )
 
 
 def url_path(route: str, path: str) -> str:

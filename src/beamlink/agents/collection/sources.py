@@ -24,6 +24,9 @@ from beamlink.agents.collection.checksums import hash_file
 from beamlink.agents.collection.datawire import (
     BATCH_MAX_FILE,
     MTIME_HEADER,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    check_protocol,
     decode_batch_group,
     decode_infos,
     error_from_body,
@@ -34,7 +37,13 @@ from beamlink.agents.collection.http11 import ConnectionPool, DataServerUnreacha
 from beamlink.agents.collection.partial import CopyResult, copy_local
 from beamlink.agents.collection.paths import CollectionRoot, from_wire, quoted, to_wire
 from beamlink.agents.collection.plan import FileInfo
-from beamlink.errors import BeamlinkError, InvalidInput, SourceChanged, error_from_payload
+from beamlink.errors import (
+    BeamlinkError,
+    DataProtocolMismatch,
+    InvalidInput,
+    SourceChanged,
+    error_from_payload,
+)
 
 __all__ = [
     "BatchFile",
@@ -50,6 +59,7 @@ __all__ = [
     "is_transient",
 ]
 
+_PROTOCOL = str(PROTOCOL_VERSION)
 _GROUP_LINE_MAX = 4 << 20
 """Longest header line of a batch group the client reads (128 headers of long, escaped names fit)."""
 
@@ -260,9 +270,13 @@ class SourceClient:
         self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
     ) -> HttpResponse:
         token = self._token() if callable(self._token) else self._token
-        response = self._pool.request(
-            method, target, headers={"Authorization": f"Bearer {token}", **(headers or {})}, body=body
-        )
+        sent = {"Authorization": f"Bearer {token}", PROTOCOL_HEADER: _PROTOCOL, **(headers or {})}
+        response = self._pool.request(method, target, headers=sent, body=body)
+        try:
+            check_protocol(response.headers.get(PROTOCOL_HEADER), server=False, where=self.base_url)
+        except DataProtocolMismatch:
+            response.close()
+            raise
         if response.status >= 400:
             with response:
                 raise _error(response)
