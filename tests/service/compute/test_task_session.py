@@ -4,6 +4,7 @@ refused batches that leave the connection open, results pushed once, and a group
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -153,6 +154,24 @@ def test_someone_elses_group_cannot_be_watched(service: ServiceProcess, make_use
     assert (refused["task_group_id"], refused["status"]) == ("mine", 404)
 
 
+def test_no_one_can_add_tasks_to_someone_elses_group(service: ServiceProcess, make_user: MakeUser) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_endpoint, _ = register(alice.client, "ep")
+    bob_endpoint, _ = register(bob.client, "ep")
+    one = serialize.pack_arguments((1, 1), {})
+    hers, his = f"hers-{uuid.uuid4()}", f"his-{uuid.uuid4()}"  # the service outlives this test
+    alice_function, bob_function = alice.client.register_function(add), bob.client.register_function(add)
+    alice.client.submit_packed(alice_endpoint, [(alice_function, one)], task_group_id=hers)
+    for _ in range(2):  # refused every time, not only before the batch's checks are remembered
+        with pytest.raises(PermissionDenied, match=f"task group '{hers}' holds another user's tasks"):
+            bob.client.submit_packed(bob_endpoint, [(bob_function, one)], task_group_id=hers)
+    # The group's owner goes on adding to it, and anyone may start a group of their own.
+    assert alice.client.submit_packed(alice_endpoint, [(alice_function, one)], task_group_id=hers).task_ids
+    created = bob.client.submit_packed(bob_endpoint, [(bob_function, one)], task_group_id=his)
+    assert created.task_group_id == his
+    assert bob.client.submit_packed(bob_endpoint, [(bob_function, one)], task_group_id=his).task_ids
+
+
 def test_an_executor_on_a_group_it_may_not_watch_fails_its_futures(
     service: ServiceProcess, make_user: MakeUser
 ) -> None:
@@ -165,9 +184,12 @@ def test_an_executor_on_a_group_it_may_not_watch_fails_its_futures(
     bob_endpoint, _ = register(bob.client, "ep")
     with Executor(bob_endpoint, client=bob.client, task_group_id="hers") as ex:
         future = ex.submit(add, 1, 2)
-        with pytest.raises(NotFound, match="task group hers not found"):
+        # Whichever refusal comes first: the watch's (not found) or the batch's (another user's group).
+        with pytest.raises(
+            (NotFound, PermissionDenied), match=r"task group '?hers'? (not found|holds another)"
+        ):
             future.result(timeout=20)
-        with pytest.raises(NotFound):  # the executor stays failed, it does not hang
+        with pytest.raises((NotFound, PermissionDenied)):  # the executor stays failed, it does not hang
             ex.submit(add, 2, 2).result(timeout=20)
 
 

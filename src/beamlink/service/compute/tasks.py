@@ -26,6 +26,7 @@ from beamlink.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
     ResultTooLarge,
     TaskCancelled,
 )
@@ -107,6 +108,21 @@ def _check_environment(
         )
 
 
+def _check_group(session: Session, principal: Principal, task_group_id: str) -> None:
+    """PermissionDenied when the group holds anyone else's tasks: a group is its first submitter's, so
+    no one can slip tasks (and results) into another user's stream. Once a group is someone's it stays
+    theirs, so a batch that passed may be remembered with its group (:mod:`.checks`)."""
+    foreign = session.scalar(
+        select(Task.id).where(Task.task_group_id == task_group_id, Task.owner_id != principal.id).limit(1)
+    )
+    if foreign is not None:
+        raise PermissionDenied(
+            f"task group {task_group_id!r} holds another user's tasks: leave task_group_id out to get a new "
+            "group, or choose an id of your own",
+            details={"task_group_id": task_group_id},
+        )
+
+
 @dataclass(frozen=True)
 class Submitted:
     """A queued batch: its endpoint, ids and group, and, when the endpoint is connected, the message
@@ -140,7 +156,13 @@ def submit_batch(
         fid: all(is_json_payload(spec.args) for spec in batch.tasks if spec.function_id == fid)
         for fid in {spec.function_id for spec in batch.tasks}
     }
-    key = (principal, batch.endpoint, frozenset(json_args.items()), batch.environment.model_dump_json())
+    key = (
+        principal,
+        batch.endpoint,
+        frozenset(json_args.items()),
+        batch.environment.model_dump_json(),
+        batch.task_group_id,
+    )
     checked = checks.get(key) if checks is not None else None
     found: dict[str, Function] = {}
     if checked is None:
@@ -155,6 +177,8 @@ def submit_batch(
                     details={"function_id": fid, "endpoint_id": endpoint.id},
                 )
             _check_environment(endpoint, function, batch.environment, json_args=json_args[fid])
+        if batch.task_group_id is not None:
+            _check_group(session, principal, batch.task_group_id)
         checked = Checked(endpoint_id=endpoint.id, online=endpoint.online)
         if checks is not None:
             checks.put(key, checked, generation)
