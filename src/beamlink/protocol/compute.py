@@ -171,6 +171,12 @@ class TaskBatch(_Strict):
         default=None, max_length=64, description="Groups tasks for result streaming; made up if absent."
     )
     environment: Environment = Field(description="The submitter's Python and dill versions.")
+    submission_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Sending a batch again with the same id queues it once: the answer is the first one's.",
+    )
 
 
 class TaskBatchCreated(BaseModel):

@@ -57,6 +57,7 @@ def batch_body(
     task_group_id: str | None,
     timeout: float | None,
     max_retries: int,
+    submission_id: str | None = None,
 ) -> dict[str, Any]:
     """The wire form of a TaskBatch: (function id, packed arguments) pairs to one endpoint."""
     return {
@@ -67,6 +68,7 @@ def batch_body(
         ],
         "task_group_id": task_group_id,
         "environment": serialize.environment().model_dump(),
+        "submission_id": submission_id,
     }
 
 
@@ -170,10 +172,19 @@ class ComputeMixin(BaseClient):
         task_group_id: str | None = None,
         timeout: float | None = None,
         max_retries: int = 2,
+        submission_id: str | None = None,
     ) -> TaskBatchCreated:
-        """Submit (function id, packed arguments) pairs; the one request behind every submission."""
+        """Submit (function id, packed arguments) pairs; the one request behind every submission.
+
+        With ``submission_id``, sending the same batch again (say, after the connection broke before the
+        answer) queues it once and answers with the first submission's task ids."""
         body = batch_body(
-            endpoint, packed, task_group_id=task_group_id, timeout=timeout, max_retries=max_retries
+            endpoint,
+            packed,
+            task_group_id=task_group_id,
+            timeout=timeout,
+            max_retries=max_retries,
+            submission_id=submission_id,
         )
         return TaskBatchCreated.model_validate(self.request("POST", "/v1/tasks", json=body))
 

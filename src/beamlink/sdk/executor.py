@@ -14,8 +14,10 @@ call costs one frame each way. A function is registered once per executor; argum
 ``submit``, so a value that cannot be serialized fails there, in the caller's thread.
 
 If the connection breaks, the executor connects again and the service re-sends the results that
-finished meanwhile. A batch sent but not yet answered when it broke fails with ``ServiceUnavailable``
-(it may or may not have been queued), as would an HTTP submission cut off mid-request.
+finished meanwhile. Every batch carries a ``submission_id``: one sent but not yet answered when the
+connection broke is sent again on the next connection, and the service queues it once whether or not
+the first copy arrived. Only when the service cannot be reached again does such a batch fail, with
+``ServiceUnreachable`` (it may or may not have been queued).
 """
 
 from __future__ import annotations
@@ -56,6 +58,20 @@ class TaskFuture(Future[Any]):
     """A Future with the task's id (None until the batch holding it was accepted)."""
 
     task_id: str | None = None
+
+
+class _Batch:
+    """A batch sent and not yet answered: its futures, what was sent for them, and its submission id."""
+
+    __slots__ = ("items", "submission_id")
+
+    def __init__(self, items: list[tuple[TaskFuture, str, str]]) -> None:
+        self.items = items
+        self.submission_id = str(uuid.uuid4())
+
+    @property
+    def futures(self) -> list[TaskFuture]:
+        return [future for future, _, _ in self.items]
 
 
 class _Refusal(Exception):
@@ -100,7 +116,8 @@ class Executor(_BaseExecutor):
         self._ended: BaseException | None = None  # the connection's thread has returned, and why
         # The connection's loop only:
         self._early: dict[str, TaskResult] = {}  # results that beat their batch's answer
-        self._in_flight: dict[int, list[TaskFuture]] = {}  # batches sent, not yet answered
+        self._in_flight: dict[int, _Batch] = {}  # batches sent, not yet answered
+        self._resend: list[_Batch] = []  # in flight when the connection broke: sent again first
         self._refs = itertools.count(1)
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
@@ -215,15 +232,16 @@ class Executor(_BaseExecutor):
                 ws = await connect(url, additional_headers=headers, max_size=None, compression=None)
             except ServiceUnavailable as exc:  # exchanging client credentials for a token
                 self._fail_pending(exc)
+                self._fail_resend(cause=exc)
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 # Nothing can be submitted: fail what waits to be, as a refused HTTP request would.
-                self._fail_pending(
-                    ServiceUnreachable(
-                        f"cannot reach the beamlink service at {self.client.url} ({type(exc).__name__}): "
-                        "start it with `beamlink server`, or point BEAMLINK_URL at it",
-                        details={"url": self.client.url},
-                    )
+                unreachable = ServiceUnreachable(
+                    f"cannot reach the beamlink service at {self.client.url} ({type(exc).__name__}): "
+                    "start it with `beamlink server`, or point BEAMLINK_URL at it",
+                    details={"url": self.client.url},
                 )
+                self._fail_pending(unreachable)
+                self._fail_resend(cause=unreachable)
             else:
                 refusal: _Refusal | None = None
                 try:
@@ -237,7 +255,9 @@ class Executor(_BaseExecutor):
                     await ws.close()
                     if refusal is not None:
                         self._fail_all(refusal.error)  # the service's reason, not "the connection broke"
-                    self._fail_in_flight()
+                    # Unanswered batches go again, under their submission ids, on the next connection.
+                    self._resend.extend(self._in_flight.values())
+                    self._in_flight.clear()
                 log.warning("the connection to %s broke; connecting again", self.client.url)
             if self._finished():
                 return
@@ -267,19 +287,27 @@ class Executor(_BaseExecutor):
             self._wake.clear()
             with self._lock:
                 self._woken = False
-            while batch := self._take():
+            while batch := self._next_batch():
                 ref = next(self._refs)
-                self._in_flight[ref] = [future for future, _, _ in batch]
+                self._in_flight[ref] = batch
                 body = batch_body(
                     self.endpoint,
-                    [(fid, args) for _, fid, args in batch],
+                    [(fid, args) for _, fid, args in batch.items],
                     task_group_id=self.task_group_id,
                     timeout=self.timeout,
                     max_retries=self.max_retries,
+                    submission_id=batch.submission_id,
                 )
                 await ws.send(json.dumps({"type": "submit", "ref": ref, "batch": body}))
             if self._finished():
                 return
+
+    def _next_batch(self) -> _Batch | None:
+        """A batch to send again, else a new one (None: nothing to send)."""
+        if self._resend:
+            return self._resend.pop(0)
+        items = self._take()
+        return _Batch(items) if items else None
 
     def _take(self) -> list[tuple[TaskFuture, str, str]]:
         """The next batch to send, leaving out futures cancelled while queued."""
@@ -306,7 +334,8 @@ class Executor(_BaseExecutor):
                     self._on_refused(message)
 
     def _on_submitted(self, message: Submitted) -> None:
-        futures = self._in_flight.pop(message.ref, [])
+        batch = self._in_flight.pop(message.ref, None)
+        futures = batch.futures if batch is not None else []
         with self._lock:
             for future, task_id in zip(futures, message.created.task_ids, strict=True):
                 future.task_id = task_id
@@ -321,7 +350,8 @@ class Executor(_BaseExecutor):
         error = error_from_payload(message.status, message.error)
         if message.ref is None:
             raise _Refusal(error)  # the token, or this executor's task group
-        for future in self._in_flight.pop(message.ref, []):
+        batch = self._in_flight.pop(message.ref, None)
+        for future in batch.futures if batch is not None else []:
             future.set_exception(error)
 
     def _on_result(self, result: TaskResult) -> None:
@@ -339,17 +369,27 @@ class Executor(_BaseExecutor):
         else:
             future.set_result(value)
 
-    def _fail_in_flight(self, reason: BaseException | None = None) -> None:
-        for futures in self._in_flight.values():
-            error = reason or ServiceUnavailable(
+    def _fail_in_flight(self, reason: BaseException) -> None:
+        for batch in self._in_flight.values():
+            for future in batch.futures:
+                if not future.done():
+                    future.set_exception(reason)
+        self._in_flight.clear()
+
+    def _fail_resend(self, error: BaseException | None = None, *, cause: BaseException | None = None) -> None:
+        """Fail the batches waiting to be sent again: with ``error``, or, when the service cannot be reached
+        to send them (``cause``), with an error saying they may or may not have been queued."""
+        for batch in self._resend:
+            failure = error or ServiceUnreachable(
                 f"the connection to {self.client.url} broke before the service answered a batch of "
-                f"{len(futures)} task(s); they may or may not have been queued (see `beamlink task list`)",
+                f"{len(batch.items)} task(s), and it cannot be reached to send it again ({cause}); they "
+                "may or may not have been queued (see `beamlink task list`)",
                 details={"url": self.client.url, "task_group_id": self.task_group_id},
             )
-            for future in futures:
+            for future in batch.futures:
                 if not future.done():
-                    future.set_exception(error)
-        self._in_flight.clear()
+                    future.set_exception(failure)
+        self._resend.clear()
 
     def _fail_pending(self, error: BaseException) -> None:
         with self._lock:
@@ -362,6 +402,7 @@ class Executor(_BaseExecutor):
     def _fail_all(self, error: BaseException) -> None:
         self._fail_pending(error)
         self._fail_in_flight(error)
+        self._fail_resend(error)
         with self._lock:
             open_futures = list(self._open)
         for future in open_futures:

@@ -1,9 +1,13 @@
 """The submitter WebSocket (``/v1/tasks/session``), spoken by hand: authentication, garbage frames,
-refused batches that leave the connection open, results pushed once, and a group's results re-sent."""
+refused batches that leave the connection open, results pushed once, a group's results re-sent, and
+batches sent twice under one submission id (by hand, and by an Executor whose connection is cut)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,9 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from beamlink import serialize
-from beamlink.errors import NotFound, PermissionDenied
+from beamlink.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from beamlink.protocol.task_session import CLOSE_AUTH, CLOSE_INVALID
-from beamlink.sdk import Executor
+from beamlink.sdk import Client, Executor
 from beamlink.sdk.compute import batch_body
 from beamlink.service.launcher import ServiceProcess
 from helpers import MakeUser
@@ -37,9 +41,19 @@ def session(service: ServiceProcess, token: str | None) -> Iterator[ClientConnec
         yield ws
 
 
-def submit(ws: ClientConnection, ref: int, endpoint: str, function_id: str, *args: Any, group: str) -> None:
+def submit(
+    ws: ClientConnection,
+    ref: int,
+    endpoint: str,
+    function_id: str,
+    *args: Any,
+    group: str,
+    submission_id: str | None = None,
+) -> None:
     packed = [(function_id, serialize.pack_arguments(args, {}))]
-    body = batch_body(endpoint, packed, task_group_id=group, timeout=None, max_retries=0)
+    body = batch_body(
+        endpoint, packed, task_group_id=group, timeout=None, max_retries=0, submission_id=submission_id
+    )
     ws.send(json.dumps({"type": "submit", "ref": ref, "batch": body}))
 
 
@@ -216,3 +230,125 @@ def test_a_revoked_share_refuses_the_next_batch_at_once(service: ServiceProcess,
     )
     with pytest.raises(PermissionDenied, match="user"):
         bob.client.submit_packed(endpoint_id, packed)
+
+
+# -- submission ids -------------------------------------------------------------------------------------
+
+
+def test_a_batch_sent_twice_with_its_submission_id_is_queued_once(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    user = make_user("submitter")
+    endpoint_id, secret = register(user.client, "ep")
+    function_id = user.client.register_function(add)
+    group, again_id = f"g-{uuid.uuid4()}", f"s-{uuid.uuid4()}"
+    with (
+        agent_socket(service, endpoint_id, secret, json.loads(hello()), "welcome") as agent,
+        session(service, user.client.token) as ws,
+    ):
+        submit(ws, 1, endpoint_id, function_id, 2, 3, group=group, submission_id=again_id)
+        first = receive(ws, "submitted")["created"]
+        submit(ws, 2, endpoint_id, function_id, 2, 3, group=group, submission_id=again_id)
+        second = receive(ws, "submitted")
+        assert (second["ref"], second["created"]) == (2, first)
+        dispatched = receive(agent, "tasks")
+        assert [t["task_id"] for t in dispatched["tasks"]] == first["task_ids"]
+        with pytest.raises(TimeoutError):
+            receive(agent, "tasks", timeout=0.5)  # the copy was not dispatched: it queued nothing
+        # The same id for other work is refused, and the connection goes on.
+        submit(ws, 3, endpoint_id, function_id, 2, 4, group=group, submission_id=again_id)
+        refused = receive(ws, "refused")
+        assert (refused["ref"], refused["status"], refused["error"]["code"]) == (3, 409, "CONFLICT")
+        assert "was used for another batch" in refused["error"]["message"]
+    assert [t.id for t in user.client.list_tasks(task_group_id=group)] == first["task_ids"]
+
+
+def test_submission_ids_are_per_user_and_checked_over_http(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    shared = f"s-{uuid.uuid4()}"
+    created: dict[str, Any] = {}
+    for name, user in (("alice", alice), ("bob", bob)):
+        endpoint_id, _ = register(user.client, "ep")
+        function_id = user.client.register_function(add)
+        packed = [(function_id, packed_one)] * 3
+        created[name] = user.client.submit_packed(endpoint_id, packed, submission_id=shared)
+        assert user.client.submit_packed(endpoint_id, packed, submission_id=shared) == created[name]
+        with pytest.raises(Conflict, match="was used for another batch"):
+            user.client.submit_packed(endpoint_id, packed[:2], submission_id=shared)
+        assert len(user.client.list_tasks(task_group_id=created[name].task_group_id)) == 3
+    assert set(created["alice"].task_ids).isdisjoint(
+        created["bob"].task_ids
+    )  # one id, two users, two batches
+    for bad in ("", "x" * 65):
+        with pytest.raises(InvalidInput, match="submission_id"):
+            alice.client.submit_packed(
+                created["alice"].endpoint_id, [(function_id, packed_one)], submission_id=bad
+            )
+
+
+class CuttingProxy:
+    """A TCP proxy to the service that cuts its first connection whose answer names a ``submitted`` batch,
+    instead of passing that answer on: the service queued the batch, and the client never heard so."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                if answers and b'"submitted"' in data and not self.cut.is_set():
+                    self.cut.set()
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_executor_sends_an_unanswered_batch_again_and_it_runs_once(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    user = make_user("submitter")
+    endpoint_id, secret = register(user.client, "ep")
+    proxy = CuttingProxy(int(service.url.rsplit(":", 1)[1]))
+    client = Client(url=f"http://127.0.0.1:{proxy.port}", token=user.client.token, home=user.client.home)
+    try:
+        with (
+            agent_socket(service, endpoint_id, secret, json.loads(hello()), "welcome") as agent,
+            Executor(endpoint_id, client=client) as ex,
+        ):
+            future = ex.submit(add, 2, 3)
+            dispatched = receive(agent, "tasks")["tasks"]
+            assert proxy.cut.wait(10)  # the answer to the first copy never reached the executor
+            (task_id,) = [t["task_id"] for t in dispatched]
+            agent.send(json.dumps({"type": "results", "results": [outcome(task_id, 5)]}))
+            assert future.result(timeout=20) == 5
+            assert future.task_id == task_id
+            with pytest.raises(TimeoutError):
+                receive(agent, "tasks", timeout=0.5)  # the copy sent again was not queued again
+            tasks = user.client.list_tasks(task_group_id=ex.task_group_id)
+        assert [t.id for t in tasks] == [task_id]
+    finally:
+        proxy.close()
+        client.close()

@@ -12,7 +12,7 @@ from beamlink.service.agent_rows import AgentRow
 from beamlink.service.auth.models import User
 from beamlink.service.db.base import Base, UTCDateTime, created_column, id_column
 
-__all__ = ["Endpoint", "Function", "Task"]
+__all__ = ["Endpoint", "Function", "Task", "TaskSubmission"]
 
 
 class Function(Base):
@@ -91,3 +91,19 @@ class Task(Base):
     stderr: Mapped[str] = mapped_column(Text, default="", nullable=False)
     created_at: Mapped[datetime] = created_column()
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TaskSubmission(Base):
+    """A batch submitted with a ``submission_id``: what it created, so the same batch sent again (a retry
+    after a connection broke before the answer came) is answered the same instead of queued twice.
+    ``digest`` identifies the batch's contents, to refuse another batch under a used id."""
+
+    __tablename__ = "task_submissions"
+
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    submission_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32), nullable=False)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False)
+    task_group_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    task_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = created_column()

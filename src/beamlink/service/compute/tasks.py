@@ -16,10 +16,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Insert, Row, Select, Table, Update, and_, bindparam, case, insert, select, update
+import xxhash
+from sqlalchemy import (
+    Insert,
+    Row,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from beamlink.errors import (
+    Conflict,
     EndpointLost,
     EnvironmentMismatch,
     FunctionNotAllowed,
@@ -46,7 +61,7 @@ from beamlink.service.auth.principal import Principal
 from beamlink.service.compute import functions as functions_
 from beamlink.service.compute.checks import Checked, SubmitChecks
 from beamlink.service.compute.endpoints import get_endpoint
-from beamlink.service.compute.models import Endpoint, Function, Task
+from beamlink.service.compute.models import Endpoint, Function, Task, TaskSubmission
 from beamlink.service.db.base import utcnow
 
 __all__ = [
@@ -190,13 +205,17 @@ def submit_batch(
                 details={"index": index, "size": len(spec.args), "limit": payload_limit},
             )
     group = batch.task_group_id or str(uuid.uuid4())
+    task_ids = _new_ids(len(batch.tasks))
+    if batch.submission_id is not None:
+        earlier = _claim_submission(session, principal, batch, checked.endpoint_id, group, task_ids)
+        if earlier is not None:
+            return earlier
     environment = batch.environment.model_dump()
     now = utcnow()
     connected_with = connection(checked.endpoint_id)
     dispatching = connected_with is not None
     rows: list[dict[str, Any]] = []
     assignments: list[TaskAssignment] = []
-    task_ids = _new_ids(len(batch.tasks))
     for index, spec in enumerate(batch.tasks):
         # A microsecond apart, so (created_at, id) order is submission order: tasks run first in, first out.
         at = (now + timedelta(microseconds=index)).isoformat()
@@ -245,6 +264,59 @@ def submit_batch(
         codes = [functions_.function_code(found.get(fid) or _function(session, fid)) for fid in unsent]
         message = TaskDispatch(functions=codes, tasks=assignments)
     return Submitted(checked.endpoint_id, group, [row["id"] for row in rows], message)
+
+
+def _claim_submission(
+    session: Session,
+    principal: Principal,
+    batch: TaskBatch,
+    endpoint_id: str,
+    group: str,
+    task_ids: list[str],
+) -> Submitted | None:
+    """Record that ``batch.submission_id`` creates ``task_ids``; if it was used before, the answer it got
+    then (None: it is new). Conflict if it was used for another batch.
+
+    One INSERT that does nothing on a used id, rather than a lookup first: the common case (a new id)
+    costs one statement, and two copies of one batch racing on PostgreSQL queue on the key, so the second
+    finds the first's row instead of failing."""
+    digest = _batch_digest(batch)
+    insert_ = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    claim = (
+        insert_(TaskSubmission)
+        .values(
+            owner_id=principal.id,
+            submission_id=batch.submission_id,
+            digest=digest,
+            endpoint_id=endpoint_id,
+            task_group_id=group,
+            task_ids=task_ids,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["owner_id", "submission_id"])
+        .returning(TaskSubmission.submission_id)  # a row when it was new (rowcount is not reliable here)
+    )
+    if session.execute(claim).first() is not None:
+        return None
+    earlier = session.get(TaskSubmission, (principal.id, batch.submission_id))
+    assert earlier is not None  # the conflicting row is committed: it never goes away (cascades aside)
+    if earlier.digest != digest:
+        raise Conflict(
+            f"submission_id {batch.submission_id!r} was used for another batch: a batch sent again must be "
+            "the same batch; new work needs a new submission_id",
+            details={"submission_id": batch.submission_id, "task_group_id": earlier.task_group_id},
+        )
+    return Submitted(earlier.endpoint_id, earlier.task_group_id, list(earlier.task_ids), None)
+
+
+def _batch_digest(batch: TaskBatch) -> str:
+    """What identifies a batch's work: endpoint, group and every task (not the submitter's environment)."""
+    hasher = xxhash.xxh3_128()
+    hasher.update(f"{batch.endpoint}\0{batch.task_group_id or ''}".encode())
+    for spec in batch.tasks:
+        hasher.update(f"\0{spec.function_id}\0{spec.timeout}\0{spec.max_retries}\0".encode())
+        hasher.update(spec.args.encode())
+    return hasher.hexdigest()
 
 
 def _function(session: Session, function_id: str) -> Function:
