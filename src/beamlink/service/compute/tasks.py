@@ -281,22 +281,17 @@ def _claim_submission(
     costs one statement, and two copies of one batch racing on PostgreSQL queue on the key, so the second
     finds the first's row instead of failing."""
     digest = _batch_digest(batch)
-    insert_ = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    claim = (
-        insert_(TaskSubmission)
-        .values(
-            owner_id=principal.id,
-            submission_id=batch.submission_id,
-            digest=digest,
-            endpoint_id=endpoint_id,
-            task_group_id=group,
-            task_ids=task_ids,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["owner_id", "submission_id"])
-        .returning(TaskSubmission.submission_id)  # a row when it was new (rowcount is not reliable here)
-    )
-    if session.execute(claim).first() is not None:
+    claim = _claim_statement(session.get_bind().dialect.name)
+    values = {
+        "owner_id": principal.id,
+        "submission_id": batch.submission_id,
+        "digest": digest,
+        "endpoint_id": endpoint_id,
+        "task_group_id": group,
+        "task_ids": task_ids,
+        "created_at": utcnow(),
+    }
+    if session.execute(claim, values).first() is not None:  # a row back: the id was new
         return None
     earlier = session.get(TaskSubmission, (principal.id, batch.submission_id))
     assert earlier is not None  # the conflicting row is committed: it never goes away (cascades aside)
@@ -442,6 +437,17 @@ def _bulk_update(session: Session, changes: list[dict[str, Any]]) -> None:
 @functools.cache
 def _insert_statement() -> Insert:
     return insert(cast(Table, Task.__table__))
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Insert:
+    table = cast(Table, TaskSubmission.__table__)
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_(table)
+        .on_conflict_do_nothing(index_elements=["owner_id", "submission_id"])
+        .returning(table.c.submission_id)  # rowcount of a skipped row is not reliable through psycopg
+    )
 
 
 @functools.cache
