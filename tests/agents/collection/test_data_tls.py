@@ -136,11 +136,8 @@ def test_a_client_trusting_the_ca_reads_ranges_and_batches_over_tls(https_port: 
 
 
 def test_ranges_over_tls_are_encrypted_here_not_sent_by_sendfile(
-    https_port: int, ca: TestCA, monkeypatch: pytest.MonkeyPatch
+    https_port: int, ca: TestCA, sendfile_sent: list[int]
 ) -> None:
-    calls: list[int] = []
-    real = os.sendfile
-    monkeypatch.setattr(os, "sendfile", lambda *args: calls.append(args[3]) or real(*args))
     client = trusting(ca, f"https://127.0.0.1:{https_port}")
     try:
         got = bytearray()
@@ -150,7 +147,7 @@ def test_ranges_over_tls_are_encrypted_here_not_sent_by_sendfile(
     finally:
         client.close()
     assert bytes(got) == BIG[5:]
-    assert calls == []
+    assert sendfile_sent == []
 
 
 def test_the_data_server_speaks_tls_1_2_or_later_only(https_port: int, root: Path, issued: Issued) -> None:

@@ -136,16 +136,9 @@ def test_a_range_answers_206_with_exactly_its_bytes(served: Served, spec: str, s
 
 
 def test_ranges_go_by_sendfile_unless_the_server_hashes_them(
-    served: Served, monkeypatch: pytest.MonkeyPatch
+    served: Served, sendfile_sent: list[int]
 ) -> None:
-    sent: list[int] = []
-    real = os.sendfile
-
-    def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
-        sent.append(real(out_fd, in_fd, offset, count))
-        return sent[-1]
-
-    monkeypatch.setattr(os, "sendfile", counting)
+    sent = sendfile_sent
     assert served.get("/v1/files/data.bin", Range="bytes=1000-").body == DATA[1000:]
     assert sum(sent) == len(DATA) - 1000
     # Asked to hash the range, the server reads it once and both hashes and sends what it read.
