@@ -5,21 +5,22 @@
 
 The source's data server runs in a separate process (as the source agent would), the pull in this one.
 Each case runs ``--runs`` times; the median is printed, with the range. Before every run the page cache's
-dirty pages are flushed (``sync``) so one run's write-back does not slow the next; the source files stay
-cached (warm source), as in reference §A6's "warm" columns. Every run writes into a directory of its own
-and nothing is deleted until the end (large copies too, when the disk has room): creating files right
-after deleting thousands is several times slower on ext4 (its inode allocator skips inodes freed in the
-last minutes, ``recently_deleted`` in a profile), which made whichever case ran later look slower; and
-with each 2 GiB copy deleted before the next case, the first loopback case after a ``cp`` or same-host
-case ran at a third of its speed on this VM (ext4 mounted with ``discard``: suspected, not proven).
-Baselines on the same files: ``cp`` for the large file, ``cp -r`` and ``rsync -a`` for the small ones.
-Targets (reference §A9): same host >= 80 % of cp (shown against cp + sync too: a network pull flushes
-each chunk); loopback >= 1 GB/s; small files >= rsync's files/s; verify_checksum <= 15 % extra time.
-The machine's other load shows in the spread of the runs: compare rows of one invocation, not across
+dirty pages are flushed (``sync``) so one run's write-back does not slow the next, and after every run its
+copy is dropped from the page cache (``posix_fadvise``), so each run finds as much free memory as the
+first; the source files stay cached (warm source), as in reference §A6's "warm" columns. Every run writes
+into a directory of its own and nothing is deleted until the end (large copies too, when the disk has
+room): creating files right after deleting thousands is several times slower on ext4 (its inode allocator
+skips inodes freed in the last minutes, ``recently_deleted`` in a profile), which made whichever case ran
+later look slower; and with each 2 GiB copy deleted before the next case, the first loopback case after a
+``cp`` or same-host case ran at a third of its speed on this VM (ext4 mounted with ``discard``: suspected,
+not proven). Baselines on the same files: ``cp`` for the large file, ``cp -r`` and ``rsync -a`` for the
+small ones. Targets (reference §A9): same host >= 80 % of cp (shown against cp + sync too: a network pull
+flushes each chunk); loopback >= 1 GB/s; small files >= rsync's files/s; verify_checksum <= 15 % extra
+time. The machine's other load shows in the spread of the runs: compare rows of one invocation, not across
 invocations. Beside each rate is the median CPU time per GB or per file of every process doing the work
-(this one, the data server, cp or rsync with their children): on the 2-vCPU test VM the rates of one
-case swung 3-5x within an invocation (neighbours, the virtual disk, guest memory touched for the first
-time), its CPU time far less. ``--warmup`` rounds (default 1) run first and are not counted.
+(this one, the data server, cp or rsync with their children): on the 2-vCPU test VM the rates of one case
+swung 3-5x within an invocation (neighbours, the virtual disk, guest memory touched for the first time),
+its CPU time far less. ``--warmup`` rounds (default 1) run first and are not counted.
 """
 
 from __future__ import annotations
