@@ -67,6 +67,7 @@ from beamlink.errors import (
 )
 
 __all__ = [
+    "DIRECT_ALIGN",
     "JOURNAL_SUFFIX",
     "PARTIAL_SUFFIX",
     "ChunkWriter",
@@ -84,6 +85,10 @@ PARTIAL_SUFFIX = ".beamlink-partial"
 JOURNAL_SUFFIX = ".beamlink-partial.jsonl"
 _NAME_MAX = 255
 _VERSION = 1
+DIRECT_ALIGN = 4096
+"""Offset, length and memory alignment of writes through :meth:`PartialWrite.direct_fileno`: a page, which
+covers the logical block size of every common device (512 or 4096). A device that needs more refuses
+the write (EINVAL) and the writer falls back to the page cache."""
 
 
 def partial_paths(dest: Path) -> tuple[Path, Path]:
@@ -144,6 +149,8 @@ class PartialWrite:
         self.write_lock = threading.Lock()
         self._journal: int | None = None
         self._fd: int | None = None
+        self._direct: int | None = None
+        self._direct_refused = False
         if self.dest.is_dir():
             raise Conflict(
                 f"{quoted(self.dest.name)} is a directory at the destination; a file cannot replace it"
@@ -262,6 +269,33 @@ class PartialWrite:
             raise ValueError(f"the partial write of {quoted(self.dest.name)} is closed")
         return self._fd
 
+    def direct_fileno(self) -> int | None:
+        """A second descriptor of the partial file, opened ``O_DIRECT``; None where that is refused.
+
+        For writers of whole aligned blocks (see :data:`DIRECT_ALIGN`) from page-aligned memory. Buffered,
+        a network pull spent most of its CPU copying into the page cache and writing it back (1.5-2.5 s of
+        system time per GB on the test VM, where freshly reallocated guest memory is slow to touch);
+        written direct, the same bytes cost 0.1 s/GB and went at the disk's speed.
+        """
+        with self._lock:
+            if self._direct_refused:
+                return None
+            if self._direct is None:
+                try:
+                    self._direct = os.open(self.partial_path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+                except OSError as exc:  # EINVAL: the filesystem has no direct I/O
+                    log.debug("%s: no direct writes (%s); writing through the page cache", self.dest, exc)
+                    self._direct_refused = True
+            return self._direct
+
+    def refuse_direct(self) -> None:
+        """Stop offering :meth:`direct_fileno` (a direct write was refused: alignment the device rejects).
+
+        The descriptor stays open until :meth:`close`: another thread may be writing through it.
+        """
+        with self._lock:
+            self._direct_refused = True
+
     def chunk_range(self, index: int) -> tuple[int, int]:
         """(offset, length) of chunk ``index``."""
         if not 0 <= index < self.chunk_count:
@@ -355,10 +389,10 @@ class PartialWrite:
 
     def close(self) -> None:
         """Close the files, keeping them for a later resume (also what a crash leaves)."""
-        for fd in (self._journal, self._fd):
+        for fd in (self._journal, self._direct, self._fd):
             if fd is not None:
                 os.close(fd)
-        self._journal = self._fd = None
+        self._journal = self._direct = self._fd = None
 
     def __enter__(self) -> PartialWrite:
         return self

@@ -13,6 +13,7 @@ because only it knows how to rewind what it was writing).
 from __future__ import annotations
 
 import json
+import mmap
 import random
 import ssl
 from collections.abc import Callable, Iterator
@@ -63,7 +64,7 @@ _PROTOCOL = str(PROTOCOL_VERSION)
 _GROUP_LINE_MAX = 4 << 20
 """Longest header line of a batch group the client reads (128 headers of long, escaped names fit)."""
 
-RangeSink = Callable[[bytearray, int], None]
+RangeSink = Callable[[bytearray | mmap.mmap, int], None]
 """Takes each piece of a range as it arrives: the first ``n`` bytes of the (reused) buffer."""
 
 
@@ -184,7 +185,7 @@ class SourceClient:
         length: int,
         sink: RangeSink,
         *,
-        buffer: bytearray,
+        buffer: bytearray | mmap.mmap,
         digest: str | None = None,
         stop: StopFlag | None = None,
     ) -> RangeReply:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from beamlink.agents.collection.checksums import hash_bytes, hash_file
-from beamlink.agents.collection.chunk_sink import ChunkSink
+from beamlink.agents.collection.chunk_sink import ChunkSink, receive_buffer
 from beamlink.agents.collection.partial import PartialWrite
 from beamlink.agents.collection.paths import CollectionRoot, os_error, quoted, to_wire
 from beamlink.agents.collection.plan import CompareChecksum, Skip, settle_checksum
@@ -467,10 +468,10 @@ class FileMover:
         except BeamlinkError as exc:
             raise at_destination(exc, path) from None
 
-    def _buffer(self) -> bytearray:
-        buffer: bytearray | None = getattr(self._local, "buffer", None)
+    def _buffer(self) -> mmap.mmap:
+        buffer: mmap.mmap | None = getattr(self._local, "buffer", None)
         if buffer is None:
-            buffer = self._local.buffer = bytearray(_PIECE)
+            buffer = self._local.buffer = receive_buffer(_PIECE)
         return buffer
 
     def _on_bytes(self, count: int) -> None:
