@@ -164,3 +164,28 @@ def test_a_damaged_chunk_written_direct_is_not_recorded(tmp_path: Path) -> None:
         with pytest.raises(ChecksumMismatch):
             sink.finish(hash_bytes(b"something else", target.algorithm))
         assert target.next_missing_chunks() == [0]
+
+
+def test_the_rest_of_a_chunk_is_allocated_before_its_first_direct_write(tmp_path: Path) -> None:
+    with PartialWrite(tmp_path / "out.bin", size=2 * CHUNK, source_mtime=1.0, chunk_size=CHUNK) as target:
+        sink = ChunkSink(target, 1, hashed=False, keep_holes=True, on_bytes=lambda n: None)
+        buffer = receive_buffer(PIECE)
+        sink.write(buffer, PIECE)  # zeros before any data: left a hole, nothing allocated
+        assert os.fstat(target.fileno()).st_blocks == 0
+        buffer[:] = os.urandom(PIECE)
+        sink.write(buffer, PIECE)
+        # The rest of chunk 1 is now allocated (the other fetchers' direct writes need not wait), the
+        # skipped piece before it and chunk 0 are not.
+        assert os.fstat(target.fileno()).st_blocks * 512 == CHUNK - PIECE
+
+
+def test_without_fallocate_direct_writes_still_land(
+    write_file: Callable[..., Path], writes: list[tuple[bool, int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunk_sink, "allocate", lambda fd, offset, length: False)
+    data = bytearray(2 * CHUNK)
+    data[:PIECE] = os.urandom(PIECE)
+    copy = write_file(bytes(data), receive_buffer(PIECE), keep_holes=True)
+    assert copy.read_bytes() == data
+    assert writes == [(True, 0, PIECE)]
+    assert copy.stat().st_blocks * 512 == PIECE

@@ -65,7 +65,6 @@ SMALL_FILE = 256 << 10
 BATCH_FILES = 256
 BATCH_BYTES = 8 << 20
 """A batch of small files holds at most this many files and bytes."""
-_PIECE = 1 << 20
 
 
 class Runner:
@@ -471,7 +470,7 @@ class FileMover:
     def _buffer(self) -> mmap.mmap:
         buffer: mmap.mmap | None = getattr(self._local, "buffer", None)
         if buffer is None:
-            buffer = self._local.buffer = receive_buffer(_PIECE)
+            buffer = self._local.buffer = receive_buffer()
         return buffer
 
     def _on_bytes(self, count: int) -> None:
