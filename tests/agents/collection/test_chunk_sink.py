@@ -86,6 +86,18 @@ def test_whole_blocks_go_direct_and_the_last_partial_block_through_the_page_cach
     assert sum(length for _, length in direct) == len(data) - 1000
 
 
+def test_a_sink_told_not_to_write_direct_uses_the_page_cache(
+    tmp_path: Path, writes: list[tuple[bool, int, int]]
+) -> None:
+    with PartialWrite(tmp_path / "out.bin", size=CHUNK, source_mtime=1.0, chunk_size=CHUNK) as target:
+        sink = ChunkSink(target, 0, hashed=False, keep_holes=False, direct=False, on_bytes=lambda n: None)
+        buffer = receive_buffer(PIECE)
+        for _ in range(CHUNK // PIECE):
+            sink.write(buffer, PIECE)
+    assert len(writes) == CHUNK // PIECE
+    assert not any(is_direct for is_direct, _, _ in writes)
+
+
 def test_unaligned_memory_is_written_through_the_page_cache(
     write_file: Callable[..., Path], writes: list[tuple[bool, int, int]]
 ) -> None:

@@ -34,6 +34,7 @@ def test_only_root_path_is_required(tmp_path: Path) -> None:
     assert config.concurrency == 8
     assert config.checksum_algorithm == "xxh3"
     assert config.chunk_size == DEFAULT_CHUNK_SIZE == 64 << 20
+    assert config.direct_writes is True
 
 
 def test_a_full_file_loads(tmp_path: Path) -> None:
@@ -48,6 +49,7 @@ advertise_url: https://dtn7.example.org:8720/
 concurrency: 32
 checksum_algorithm: BLAKE3
 chunk_size: 8 MiB
+direct_writes: false
 """
     )
     config = load_config(path)
@@ -57,6 +59,7 @@ chunk_size: 8 MiB
     assert config.concurrency == 32
     assert config.checksum_algorithm == "blake3"
     assert config.chunk_size == 8 << 20
+    assert config.direct_writes is False
 
 
 def test_the_advertised_url_defaults_to_the_bound_address(tmp_path: Path) -> None:
@@ -185,3 +188,9 @@ def test_parse_model_reports_nested_keys_with_their_lines() -> None:
 
 def test_parse_model_of_an_empty_text_gives_the_defaults() -> None:
     assert parse_model("", _Outer, source="t.yaml") == _Outer()
+
+
+def test_direct_writes_must_be_true_or_false(tmp_path: Path) -> None:
+    message = error_of(f"root_path: {tmp_path}\ndirect_writes: sometimes\n").message
+    assert "direct_writes" in message
+    assert "line 2" in message

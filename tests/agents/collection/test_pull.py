@@ -7,6 +7,7 @@ Behaviour that does not depend on where bytes come from runs twice, pulling from
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import subprocess
@@ -564,6 +565,29 @@ def test_a_source_changed_since_the_listing_is_fetched_again(roots: tuple[Path, 
     assert result.status is TransferStatus.SUCCEEDED, result.summary
     assert (destination / "big").read_bytes() == BIG[::-1]
     assert [e.details["error_code"] for e in result.of(EventCode.RETRY)] == ["SOURCE_CHANGED"]
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_direct_writes_can_be_turned_off(
+    roots: tuple[Path, Path], direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole blocks of a large file go O_DIRECT unless the collection's direct_writes is false."""
+    source, destination = roots
+    flags: list[bool] = []
+    real = os.pwrite
+
+    def spy(fd: int, data: memoryview, offset: int) -> int:
+        flags.append(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", spy)
+    result = pull(
+        source, destination, spec(("data/d1/deeper/big.bin", "copy.bin", False), direct_writes=direct)
+    )
+    assert result.status is TransferStatus.SUCCEEDED
+    assert (destination / "copy.bin").read_bytes() == BIG
+    assert any(flags) is direct
+    assert not all(flags)  # the file's last, partial block goes through the page cache either way
 
 
 # -- sparse files ---------------------------------------------------------------------------------------

@@ -42,7 +42,10 @@ def receive_buffer(size: int = RECEIVE_PIECE) -> mmap.mmap:
 
 
 class ChunkSink:
-    """Writes chunk ``index`` of ``partial`` from pieces; :meth:`finish` checks it and records it done."""
+    """Writes chunk ``index`` of ``partial`` from pieces; :meth:`finish` checks it and records it done.
+
+    ``direct`` False writes every piece through the page cache.
+    """
 
     def __init__(
         self,
@@ -52,6 +55,7 @@ class ChunkSink:
         hashed: bool,
         keep_holes: bool,
         on_bytes: Callable[[int], None],
+        direct: bool = True,
     ) -> None:
         self.partial = partial
         self.index = index
@@ -62,6 +66,7 @@ class ChunkSink:
         self._hasher: Hasher | None = new_hasher(partial.algorithm) if hashed else None
         self._keep_holes = keep_holes
         self._on_bytes = on_bytes
+        self._direct = direct
         self._allocated: bool | None = None  # the rest of the chunk, at the first direct write
         self._holes: list[list[int]] = []  # [offset, length] of zero pieces skipped in allocated blocks
 
@@ -98,7 +103,7 @@ class ChunkSink:
 
     def _direct_fileno(self, buffer: bytearray | mmap.mmap, count: int) -> int | None:
         """The descriptor to write this piece ``O_DIRECT`` through, if it may go so."""
-        if not isinstance(buffer, mmap.mmap) or (self.position | count) % DIRECT_ALIGN:
+        if not (self._direct and isinstance(buffer, mmap.mmap)) or (self.position | count) % DIRECT_ALIGN:
             return None
         fd = self.partial.direct_fileno()
         if fd is not None and self._allocated is None:

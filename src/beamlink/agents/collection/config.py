@@ -9,6 +9,7 @@
     concurrency: 8                   # files in flight
     checksum_algorithm: xxh3         # xxh3 | blake3 | sha256 | md5
     chunk_size: 64 MiB               # large files move, and resume, in chunks of this size
+    direct_writes: true              # large pulled files are written O_DIRECT (false: page cache)
     tls:                             # optional: encrypt the data plane
       cert_file: /etc/beamlink/data.pem   # this data server's certificate chain (PEM): it serves https
       key_file: /etc/beamlink/data.key    # its private key (PEM, not passphrase-protected)
@@ -231,6 +232,11 @@ class CollectionConfig(Section):
         description="Copy locally (copy_file_range) when the source collection is on this host; false "
         "pulls over HTTP anyway (hosts that share a name but not a filesystem, e.g. containers).",
     )
+    direct_writes: bool = Field(
+        default=True,
+        description="Write large files pulled over the network O_DIRECT, past the page cache (less CPU, "
+        "steadier speed); false writes through the page cache (a filesystem whose direct I/O is slow).",
+    )
     tls: TlsConfig = Field(
         default_factory=TlsConfig,
         description="Encryption of the data plane: this data server's certificate and key (it then serves "
@@ -384,6 +390,7 @@ concurrency: 8                # files in flight at once
 checksum_algorithm: xxh3      # xxh3 | blake3 | sha256 | md5
 chunk_size: 64 MiB            # large files move, and resume after a restart, in chunks of this size
 # same_host_copy: true        # copy locally when the source is on this host (false: always pull over HTTP)
+# direct_writes: true         # write large pulled files O_DIRECT (false: through the page cache)
 # heartbeat_period: 30
 # tls:                        # encrypt the data plane (absolute paths to PEM files)
 #   cert_file: /etc/beamlink/data.pem   # this data server's certificate chain: it then serves https

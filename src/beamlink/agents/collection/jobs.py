@@ -370,6 +370,7 @@ class JobRunner:
             skip_source_errors=options.skip_source_errors,
             concurrency=self.config.concurrency,
             chunk_size=self.config.chunk_size,
+            direct_writes=self.config.direct_writes,
             deadline=job.deadline.timestamp() if job.deadline else None,
             source_collection_id=job.source.collection_id if job.source else None,
         )

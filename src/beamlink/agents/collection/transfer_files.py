@@ -329,7 +329,12 @@ class FileMover:
         retry = 0
         while True:
             sink = ChunkSink(
-                partial, index, hashed=verify, keep_holes=partial.is_clean(index), on_bytes=self._on_bytes
+                partial,
+                index,
+                hashed=verify,
+                keep_holes=partial.is_clean(index),
+                direct=self.spec.direct_writes,
+                on_bytes=self._on_bytes,
             )
             try:
                 reply = self.source.read_range(

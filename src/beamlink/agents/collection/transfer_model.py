@@ -52,6 +52,8 @@ class TransferSpec:
     concurrency: int = 8
     """Requests (or same-host copies) in flight at once, over all files of the transfer."""
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    direct_writes: bool = True
+    """Write whole blocks of large files pulled over the network ``O_DIRECT`` (see :mod:`.chunk_sink`)."""
     max_file_retries: int = 3
     """Times a file (or chunk) whose checksum did not match, or whose source changed, is sent again."""
     deadline: float | None = None
