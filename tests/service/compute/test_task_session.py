@@ -10,6 +10,8 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,9 +21,13 @@ from websockets.sync.client import ClientConnection, connect
 
 from beamlink import serialize
 from beamlink.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from beamlink.protocol.compute import TaskBatch
 from beamlink.protocol.task_session import CLOSE_AUTH, CLOSE_INVALID
 from beamlink.sdk import Client, Executor
 from beamlink.sdk.compute import batch_body
+from beamlink.service.auth.principal import Principal
+from beamlink.service.compute.tasks import submit_batch
+from beamlink.service.db.engine import Database
 from beamlink.service.launcher import ServiceProcess
 from helpers import MakeUser
 from ws_helpers import agent_socket, hello, outcome, receive, register, ws_url
@@ -184,6 +190,47 @@ def test_no_one_can_add_tasks_to_someone_elses_group(service: ServiceProcess, ma
     created = bob.client.submit_packed(bob_endpoint, [(bob_function, one)], task_group_id=his)
     assert created.task_group_id == his
     assert bob.client.submit_packed(bob_endpoint, [(bob_function, one)], task_group_id=his).task_ids
+
+
+def test_of_two_users_naming_one_new_group_at_once_only_the_first_gets_it(
+    service: ServiceProcess, make_user: MakeUser
+) -> None:
+    """Alice's batch has claimed the group in a transaction not yet committed (held open here, through the
+    service's own submit_batch on its database); Bob's batch into the same group waits for it, then is
+    refused. Checking only for other users' tasks, Bob's batch went in beside Alice's."""
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_endpoint, _ = register(alice.client, "ep")
+    bob_endpoint, _ = register(bob.client, "ep")
+    alice_function, bob_function = alice.client.register_function(add), bob.client.register_function(add)
+    group = f"new-{uuid.uuid4()}"
+    me = alice.client.whoami()
+    body = batch_body(
+        alice_endpoint, [(alice_function, packed_one)], task_group_id=group, timeout=None, max_retries=0
+    )
+    assert service.database_url is not None
+    database = Database(service.database_url)
+    try:
+        with database.session() as held, ThreadPoolExecutor(1) as pool:
+            submit_batch(
+                held,
+                Principal(id=me.id, username=me.username),
+                TaskBatch.model_validate(body),
+                payload_limit=1 << 20,
+            )
+            bobs = pool.submit(
+                bob.client.submit_packed, bob_endpoint, [(bob_function, packed_one)], task_group_id=group
+            )
+            with pytest.raises(FutureTimeout):
+                bobs.result(timeout=1.0)  # waiting on Alice's claim
+            held.commit()
+            with pytest.raises(PermissionDenied, match=f"task group '{group}' holds another user's tasks"):
+                bobs.result(timeout=15)
+    finally:
+        database.dispose()
+    assert [t.id for t in alice.client.list_tasks(task_group_id=group)]
+    assert alice.client.submit_packed(
+        alice_endpoint, [(alice_function, packed_one)], task_group_id=group
+    ).task_ids
 
 
 def test_an_executor_on_a_group_it_may_not_watch_fails_its_futures(

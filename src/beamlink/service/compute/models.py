@@ -93,6 +93,18 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class TaskGroup(Base):
+    """Whose a task group is: the first user to name it. Claimed by the first batch naming it, in that
+    batch's transaction, so two users naming one new group at once cannot both get it. Groups made up
+    by the service (a random UUID per batch) get no row until someone names them."""
+
+    __tablename__ = "task_groups"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    created_at: Mapped[datetime] = created_column()
+
+
 class TaskSubmission(Base):
     """A batch submitted with a ``submission_id``: what it created, so the same batch sent again (a retry
     after a connection broke before the answer came) is answered the same instead of queued twice.

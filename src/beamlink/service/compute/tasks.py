@@ -61,7 +61,7 @@ from beamlink.service.auth.principal import Principal
 from beamlink.service.compute import functions as functions_
 from beamlink.service.compute.checks import Checked, SubmitChecks
 from beamlink.service.compute.endpoints import get_endpoint
-from beamlink.service.compute.models import Endpoint, Function, Task, TaskSubmission
+from beamlink.service.compute.models import Endpoint, Function, Task, TaskGroup, TaskSubmission
 from beamlink.service.db.base import utcnow
 
 __all__ = [
@@ -124,12 +124,22 @@ def _check_environment(
 
 
 def _check_group(session: Session, principal: Principal, task_group_id: str) -> None:
-    """PermissionDenied when the group holds anyone else's tasks: a group is its first submitter's, so
-    no one can slip tasks (and results) into another user's stream. Once a group is someone's it stays
-    theirs, so a batch that passed may be remembered with its group (:mod:`.checks`)."""
-    foreign = session.scalar(
-        select(Task.id).where(Task.task_group_id == task_group_id, Task.owner_id != principal.id).limit(1)
-    )
+    """PermissionDenied unless the group is the caller's: a group is its first submitter's, so no one can
+    slip tasks (and results) into another user's stream. Once a group is someone's it stays theirs, so a
+    batch that passed may be remembered with its group (:mod:`.checks`).
+
+    The group is claimed (:class:`TaskGroup`) with one INSERT that does nothing on a claimed id: of two
+    users naming one new group at once, the second waits for the first's transaction and then finds the
+    group taken. A newly claimed group may still hold tasks: one the service made up (a random UUID
+    handed to its submitter) that someone now names."""
+    claim = _claim_statement(session.get_bind().dialect.name, "task_groups")
+    values = {"id": task_group_id, "owner_id": principal.id, "created_at": utcnow()}
+    if session.execute(claim, values).first() is not None:
+        others = select(Task.id).where(Task.task_group_id == task_group_id, Task.owner_id != principal.id)
+        foreign = session.scalar(others.limit(1))
+    else:
+        owner = session.scalar(select(TaskGroup.owner_id).where(TaskGroup.id == task_group_id))
+        foreign = None if owner == principal.id else owner
     if foreign is not None:
         raise PermissionDenied(
             f"task group {task_group_id!r} holds another user's tasks: leave task_group_id out to get a new "
@@ -281,7 +291,7 @@ def _claim_submission(
     costs one statement, and two copies of one batch racing on PostgreSQL queue on the key, so the second
     finds the first's row instead of failing."""
     digest = _batch_digest(batch)
-    claim = _claim_statement(session.get_bind().dialect.name)
+    claim = _claim_statement(session.get_bind().dialect.name, "task_submissions")
     values = {
         "owner_id": principal.id,
         "submission_id": batch.submission_id,
@@ -440,14 +450,13 @@ def _insert_statement() -> Insert:
 
 
 @functools.cache
-def _claim_statement(dialect: str) -> Insert:
-    table = cast(Table, TaskSubmission.__table__)
+def _claim_statement(dialect: str, table_name: str) -> Insert:
+    """An INSERT into ``table_name`` that does nothing when the key is taken; it returns a row only when
+    it inserted one (rowcount of a skipped row is not reliable through psycopg)."""
+    table = cast(Table, {"task_groups": TaskGroup, "task_submissions": TaskSubmission}[table_name].__table__)
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert_(table)
-        .on_conflict_do_nothing(index_elements=["owner_id", "submission_id"])
-        .returning(table.c.submission_id)  # rowcount of a skipped row is not reliable through psycopg
-    )
+    keys = [column.name for column in table.primary_key]
+    return insert_(table).on_conflict_do_nothing(index_elements=keys).returning(*table.primary_key)
 
 
 @functools.cache
