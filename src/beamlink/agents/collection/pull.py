@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import threading
 import time
@@ -274,22 +275,12 @@ class _Pull:
         retry = 0
         while True:
             try:
-                entries = iter(self.source.walk(path, recursive=recursive))
-                if last is None:
-                    first = next(entries, None)
-                    if first is None:
-                        return
-                    listed.append(first)
-                    last = first
-                    yield first
-                else:
-                    seen = _walk_key(last.path)
-                    for info in entries:  # skip what was seen before the stream broke
-                        if _walk_key(info.path) > seen:
-                            last, retry = info, 0
-                            yield info
-                            break
+                entries: Iterator[FileInfo] = iter(self.source.walk(path, recursive=recursive))
+                if last is not None:  # skip what was seen before the stream broke
+                    entries = _after(entries, last.path)
                 for info in entries:
+                    if last is None:
+                        listed.append(info)
                     last, retry = info, 0
                     yield info
                 return
@@ -421,6 +412,12 @@ class _Pull:
         except Exception as exc:  # a bug: record it against the transfer rather than lose it
             log.exception("transfer worker task failed")
             self.report.fault("", "", BeamlinkError(f"internal error in the transfer worker: {exc!r}"))
+
+
+def _after(entries: Iterator[FileInfo], path: str) -> Iterator[FileInfo]:
+    """The entries of a walk (sorted by :func:`_walk_key`) that come after ``path``."""
+    seen = _walk_key(path)
+    return itertools.dropwhile(lambda info: _walk_key(info.path) <= seen, entries)
 
 
 def _walk_key(path: str) -> tuple[str, ...]:
