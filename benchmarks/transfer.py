@@ -1,27 +1,28 @@
 """Data-plane throughput: one large file and many small files, agent to agent over loopback and same host.
 
-    .venv/bin/python benchmarks/transfer.py [--size-mib 2048] [--files 20000] [--runs 3] [--warmup 1]
+    .venv/bin/python benchmarks/transfer.py [--size-mib 2048] [--files 20000] [--runs 4] [--warmup 1]
                                   [--concurrency 8] [--chunk-mib 64] [--dir DIR] [--only large|small]
 
 The source's data server runs in a separate process (as the source agent would), the pull in this one.
-Each case runs ``--runs`` times; the median is printed, with the range. Before every run the page cache's
-dirty pages are flushed (``sync``) so one run's write-back does not slow the next, and after every run its
-copy is dropped from the page cache (``posix_fadvise``), so each run finds as much free memory as the
-first; the source files stay cached (warm source), as in reference §A6's "warm" columns. Every run writes
-into a directory of its own and nothing is deleted until the end (large copies too, when the disk has
-room): creating files right after deleting thousands is several times slower on ext4 (its inode allocator
-skips inodes freed in the last minutes, ``recently_deleted`` in a profile), which made whichever case ran
-later look slower; and with each 2 GiB copy deleted before the next case, the first loopback case after a
-``cp`` or same-host case ran at a third of its speed on this VM (ext4 mounted with ``discard``: suspected,
-not proven). Baselines on the same files: ``cp`` for the large file, ``cp -r`` and ``rsync -a`` for the
-small ones. Targets (reference §A9): same host >= 80 % of cp (shown against cp + sync too: a network pull
-flushes each chunk); loopback >= 1 GB/s; small files >= rsync's files/s; verify_checksum <= 15 % extra
-time. The machine's other load shows in the spread of the runs: compare rows of one invocation, not across
-invocations. Beside each rate is the median CPU time per GB or per file of every process doing the work
-(this one, the data server, cp or rsync with their children): on the 2-vCPU test VM the rates of one case
-swung 3-5x within an invocation (neighbours, the virtual disk, guest memory touched for the first time),
-its CPU time far less. ``--warmup`` rounds (default 1) run first and are not counted.
-"""
+Each case runs ``--runs`` times, one run of every case per round, every other round in reverse order (an
+even ``--runs`` gives each case each place equally); the median is printed, with the range. Before every
+run the page cache's dirty pages are flushed (``sync``) so one run's write-back does not slow the next,
+and after every run its copy is dropped from the page cache (``posix_fadvise``), so each run finds as much
+free memory as the first; the source files stay cached (warm source), as in reference §A6's "warm"
+columns. Every run writes into a directory of its own and nothing is deleted until the end (large copies
+too, when the disk has room): creating files right after deleting thousands is several times slower on
+ext4 (its inode allocator skips inodes freed in the last minutes, ``recently_deleted`` in a profile),
+which made whichever case ran later look slower; and with each 2 GiB copy deleted before the next case,
+the first loopback case after a ``cp`` or same-host case ran at a third of its speed on this VM (ext4
+mounted with ``discard``: suspected, not proven). Baselines on the same files: ``cp`` for the large file,
+``cp -r`` and ``rsync -a`` for the small ones. Targets (reference §A9): same host >= 80 % of cp (shown
+against cp + sync too: a network pull flushes each chunk); loopback >= 1 GB/s; small files >= rsync's
+files/s; verify_checksum <= 15 % extra time. The machine's other load shows in the spread of the runs:
+compare rows of one invocation, not across invocations. Beside each rate is the median CPU time per GB or
+per file of every process doing the work (this one, the data server, cp or rsync with their children): on
+the 2-vCPU test VM the rates of one case swung 3-5x within an invocation (neighbours, the virtual disk,
+guest memory touched for the first time), its CPU time far less. ``--warmup`` rounds (default 1) run first
+and are not counted."""
 
 from __future__ import annotations
 
@@ -97,11 +98,13 @@ def run_interleaved(
     cases: list[Case], runs: int, warmup: int, prepare: Callable[[], Path], server: psutil.Process
 ) -> None:
     """Run 1 of every case, then run 2 of every case, ...: slow spells of the machine hit all alike.
+    Every other round goes in reverse order, so a drift over a round (a filesystem filling with each
+    run's copies) does not always fall on the later cases: each case's place averages out.
 
     The first ``warmup`` rounds are not counted: on the test VM every case of the first round ran at a
     fifth of its later speed, cp and rsync included (guest memory touched for the first time)."""
     for round_ in range(warmup + runs):
-        for case in cases:
+        for case in cases if round_ % 2 == 0 else cases[::-1]:
             target = prepare()
             subprocess.run(["sync"], check=True)
             before = _cpu_seconds(server)
@@ -164,7 +167,7 @@ def main() -> None:
     )
     parser.add_argument("--size-mib", type=int, default=2048)
     parser.add_argument("--files", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--chunk-mib", type=int, default=64)
