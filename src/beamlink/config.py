@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     compute_result_ttl_seconds: int = Field(
         default=14 * 24 * 3600, gt=0, description="How long a finished task's result can be fetched."
     )
+    compute_submission_ttl_seconds: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a batch's submission_id is remembered: the same batch sent again within it "
+        "is answered with the first one's tasks; after it, it is queued anew.",
+    )
     endpoint_lost_grace_seconds: float = Field(
         default=300.0,
         gt=0,

@@ -9,9 +9,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from beamlink import serialize
 from beamlink.sdk import Client
 from beamlink.service.launcher import ServiceProcess
 from e2e_helpers import THREAD_CONFIG, Person, process_tree
+from ws_helpers import register
 
 pytestmark = pytest.mark.slow
 
@@ -84,4 +86,22 @@ def test_tasks_of_an_endpoint_that_died_fail_with_endpoint_lost(tmp_path: Path) 
         assert restarted.code == 0, restarted.stderr
     finally:
         admin.cli("endpoint", "stop", "fragile")
+        service.stop()
+
+
+def test_a_submission_id_is_forgotten_after_its_time_to_live(tmp_path: Path) -> None:
+    service, admin = own_service(
+        tmp_path, BEAMLINK_COMPUTE_SUBMISSION_TTL_SECONDS="1", BEAMLINK_ENDPOINT_LOST_GRACE_SECONDS="1"
+    )
+    try:
+        endpoint_id, _ = register(admin.client, "offline")  # tasks wait for it: nothing needs to run
+        function_id = admin.client.register_function(nap)
+        batch = [(function_id, serialize.pack_arguments((0,), {}))]
+        first = admin.client.submit_packed(endpoint_id, batch, submission_id="nightly-1")
+        assert admin.client.submit_packed(endpoint_id, batch, submission_id="nightly-1") == first
+        time.sleep(2.5)  # past the time to live, and a pass of the housekeeping loop (every 0.25 s here)
+        later = admin.client.submit_packed(endpoint_id, batch, submission_id="nightly-1")
+        assert set(later.task_ids).isdisjoint(first.task_ids)  # queued anew
+        assert "submission id(s) forgotten" in service.log_path.read_text()
+    finally:
         service.stop()

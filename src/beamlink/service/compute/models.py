@@ -111,6 +111,7 @@ class TaskSubmission(Base):
     ``digest`` identifies the batch's contents, to refuse another batch under a used id."""
 
     __tablename__ = "task_submissions"
+    __table_args__ = (Index("ix_task_submissions_created", "created_at"),)
 
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     submission_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -1,4 +1,5 @@
-"""The compute housekeeping loop: tasks of endpoints gone too long, and results past their time to live."""
+"""The compute housekeeping loop: tasks of endpoints gone too long, and results and submission ids past
+their time to live."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ def sweep(state: ServiceState) -> list[TaskResult]:
     with state.db.transaction() as session:
         failed = tasks.lose_tasks_of_absent_endpoints(session, state.settings.endpoint_lost_grace_seconds)
         expired = tasks.expire_results(session)
+        forgotten = tasks.expire_submissions(session, state.settings.compute_submission_ttl_seconds)
     if failed:
         log.warning("%d task(s) failed with EndpointLost", len(failed))
     if expired:
         log.info("%d task result(s) expired", expired)
+    if forgotten:
+        log.info("%d submission id(s) forgotten", forgotten)
     return failed
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     insert,
     select,
     update,
@@ -678,6 +679,15 @@ def expire_results(session: Session) -> int:
         task.result_released = True
         count += 1
     return count
+
+
+def expire_submissions(session: Session, ttl_seconds: float) -> int:
+    """Forget submission ids older than ``ttl_seconds`` (their tasks stay): a client re-sends a batch
+    within seconds of a broken connection, so the table need not grow with every batch ever sent."""
+    table = cast(Table, TaskSubmission.__table__)
+    cutoff = utcnow() - timedelta(seconds=ttl_seconds)
+    result = session.execute(delete(table).where(table.c.created_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult: the count of a DELETE is reliable
 
 
 def get_task(session: Session, principal: Principal, task_id: str) -> Task:

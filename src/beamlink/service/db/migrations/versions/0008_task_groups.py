@@ -1,4 +1,5 @@
-"""compute: task groups are claimed by their first submitter, so two users cannot both take a new one
+"""compute: task groups are claimed by their first submitter, so two users cannot both take a new one;
+submission ids are forgotten after a while (an index to find the old ones)
 
 Revision ID: 0008
 Revises: 0007
@@ -31,6 +32,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_groups")),
     )
+    op.create_index("ix_task_submissions_created", "task_submissions", ["created_at"], unique=False)
     # Every existing group becomes its submitter's. A group holding two users' tasks (possible only
     # before groups were checked) goes to one of them.
     op.execute(
@@ -41,3 +43,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("task_groups")
+    op.drop_index("ix_task_submissions_created", table_name="task_submissions")
