@@ -133,7 +133,7 @@ def _check_group(session: Session, principal: Principal, task_group_id: str) -> 
     users naming one new group at once, the second waits for the first's transaction and then finds the
     group taken. A newly claimed group may still hold tasks: one the service made up (a random UUID
     handed to its submitter) that someone now names."""
-    claim = _claim_statement(session.get_bind().dialect.name, "task_groups")
+    claim = _claim_statement(session.get_bind().dialect.name, TaskGroup)
     values = {"id": task_group_id, "owner_id": principal.id, "created_at": utcnow()}
     if session.execute(claim, values).first() is not None:
         others = select(Task.id).where(Task.task_group_id == task_group_id, Task.owner_id != principal.id)
@@ -292,7 +292,7 @@ def _claim_submission(
     costs one statement, and two copies of one batch racing on PostgreSQL queue on the key, so the second
     finds the first's row instead of failing."""
     digest = _batch_digest(batch)
-    claim = _claim_statement(session.get_bind().dialect.name, "task_submissions")
+    claim = _claim_statement(session.get_bind().dialect.name, TaskSubmission)
     values = {
         "owner_id": principal.id,
         "submission_id": batch.submission_id,
@@ -451,10 +451,10 @@ def _insert_statement() -> Insert:
 
 
 @functools.cache
-def _claim_statement(dialect: str, table_name: str) -> Insert:
-    """An INSERT into ``table_name`` that does nothing when the key is taken; it returns a row only when
-    it inserted one (rowcount of a skipped row is not reliable through psycopg)."""
-    table = cast(Table, {"task_groups": TaskGroup, "task_submissions": TaskSubmission}[table_name].__table__)
+def _claim_statement(dialect: str, model: type[TaskGroup | TaskSubmission]) -> Insert:
+    """An INSERT into ``model``'s table that does nothing when the key is taken; it returns a row only
+    when it inserted one (rowcount of a skipped row is not reliable through psycopg)."""
+    table = cast(Table, model.__table__)
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     keys = [column.name for column in table.primary_key]
     return insert_(table).on_conflict_do_nothing(index_elements=keys).returning(*table.primary_key)
