@@ -6,12 +6,14 @@ import os
 
 import pytest
 
+from helpers import SendfileLog
+
 
 @pytest.fixture
-def sendfile_sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The bytes each ``os.sendfile`` call of this test sent (calls that raised are not listed): asyncio's
-    zero-copy send looks ``os.sendfile`` up at each call, so the data server's use of it shows here."""
-    sent: list[int] = []
+def sendfile_sent(monkeypatch: pytest.MonkeyPatch) -> SendfileLog:
+    """Every ``os.sendfile`` call of this test: asyncio's zero-copy send looks ``os.sendfile`` up at each
+    call, so the data server's use of it shows here."""
+    sent = SendfileLog()
     real = os.sendfile
 
     def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
